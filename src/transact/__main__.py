@@ -1,0 +1,3 @@
+from transact.cli import main
+
+main()

@@ -1,0 +1,105 @@
+"""The bus port: topics, consumer groups, at-least-once delivery, dead letters.
+
+Semantics every backend keeps (the contract suite checks them):
+
+* `publish` is idempotent by message id within `dedupe_window` seconds, so a
+  publisher that retries (the outbox relay after a crash) never duplicates.
+* Each group receives every message published after the group was created
+  (broadcast across groups); the consumers of one group share them (work queue).
+* A message is acked when its handler returns. If the handler raises, the
+  message comes back after `retry_delay`; if the consumer dies or hangs, it
+  comes back after `visibility_timeout` to any consumer of the group.
+* After `max_deliveries` deliveries that did not ack, or at once if it cannot
+  be decoded, the message moves to the group's dead letters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from transact.contracts import Message
+
+Handler = Callable[[Message], Awaitable[None]]
+
+log = structlog.get_logger("transact.bus")
+
+
+@dataclass(frozen=True)
+class BusOptions:
+    visibility_timeout: float = 30.0
+    retry_delay: float = 1.0
+    max_deliveries: int = 10
+    dedupe_window: float = 3600.0
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.visibility_timeout <= 0 or self.retry_delay <= 0:
+            raise ValueError("visibility_timeout and retry_delay must be positive")
+        if self.retry_delay > self.visibility_timeout:
+            raise ValueError("retry_delay cannot exceed visibility_timeout")
+        if self.max_deliveries < 1:
+            raise ValueError("max_deliveries must be at least 1")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message_id: str
+    reason: str
+    deliveries: int
+    data: bytes
+
+    def message(self) -> Message:
+        return Message.decode(self.data)
+
+
+class Bus(Protocol):
+    options: BusOptions
+
+    async def publish(self, message: Message) -> bool:
+        """Publish; False when this message id was already published (deduplicated)."""
+
+    def subscribe(self, topic: str, group: str, handler: Handler) -> None:
+        """Add one consumer to `group` on `topic`; consumers start with `start()`."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        """Stop consuming; unacked messages go back to their group."""
+
+    async def dead_letters(self, topic: str, group: str) -> list[DeadLetter]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+async def run_handler(handler: Handler, message: Message, topic: str, group: str) -> bool:
+    """Run one delivery; True when it should be acked. Handler errors never escape."""
+    try:
+        await handler(message)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        # The message itself is not logged: contracts carry no card data, but
+        # a handler's exception text is not ours to trust.
+        log.warning(
+            "bus.handler_failed",
+            topic=topic,
+            group=group,
+            message_id=message.id,
+            error=type(exc).__name__,
+        )
+        return False
+    return True

@@ -1,0 +1,80 @@
+"""In-process cache: the embedded default. Expiry is checked lazily on access."""
+
+from __future__ import annotations
+
+import time
+
+
+class MemoryCache:
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[bytes, float | None]] = {}
+
+    @staticmethod
+    def _now() -> float:
+        return time.monotonic()
+
+    def _live(self, key: str) -> tuple[bytes, float | None] | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item[1] is not None and item[1] <= self._now():
+            del self._items[key]
+            return None
+        return item
+
+    def _expiry(self, ttl: float | None) -> float | None:
+        if ttl is not None and ttl <= 0:
+            raise ValueError("ttl must be positive")
+        return None if ttl is None else self._now() + ttl
+
+    def _sweep(self) -> None:
+        # Bound memory: expired entries nobody asks for again would otherwise stay forever.
+        now = self._now()
+        for key in [k for k, (_, exp) in self._items.items() if exp is not None and exp <= now]:
+            del self._items[key]
+
+    async def get(self, key: str) -> bytes | None:
+        item = self._live(key)
+        return None if item is None else item[0]
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        if len(self._items) % 1024 == 0:
+            self._sweep()
+        self._items[key] = (bytes(value), self._expiry(ttl))
+
+    async def set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
+        if self._live(key) is not None:
+            return False
+        await self.set(key, value, ttl)
+        return True
+
+    async def take(self, key: str) -> bytes | None:
+        item = self._live(key)
+        if item is None:
+            return None
+        del self._items[key]
+        return item[0]
+
+    async def delete(self, key: str) -> bool:
+        return self._items.pop(key, None) is not None
+
+    async def incr(self, key: str, ttl: float | None = None) -> int:
+        item = self._live(key)
+        if item is None:
+            self._items[key] = (b"1", self._expiry(ttl))
+            return 1
+        value = int(item[0]) + 1
+        self._items[key] = (str(value).encode(), item[1])
+        return value
+
+    async def ttl(self, key: str) -> float | None:
+        item = self._live(key)
+        if item is None or item[1] is None:
+            return None
+        return max(0.0, item[1] - self._now())
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._items.clear()

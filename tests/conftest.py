@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests import servers
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    given = os.environ.get("TRANSACT_TEST_REDIS_URL")
+    if given:
+        yield given
+        return
+    with servers.redis_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    given = os.environ.get("TRANSACT_TEST_PG_URL")
+    if given:
+        yield given
+        return
+    with servers.postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh key prefix per test, so tests sharing one Redis never see each other."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def postgres_url(postgres_admin_url: str) -> AsyncIterator[str]:
+    """A fresh, empty database per test on the session's PostgreSQL server."""
+    import asyncpg
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    dsn = postgres_admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    yield postgres_admin_url.rsplit("/", 1)[0] + "/" + name
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
