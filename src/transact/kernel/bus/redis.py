@@ -101,7 +101,7 @@ class RedisBus:
         await self._ensure_group(topic, group)
         name = f"{self._name}-{len(self._tasks)}"
         block_ms = _ms(min(self.options.retry_delay, self.options.visibility_timeout) / 2)
-        while True:
+        while self._running:
             try:
                 for entry_id, fields, deliveries in await self._reclaim(topic, group, name):
                     await self._deliver(topic, group, name, handler, entry_id, fields, deliveries)
@@ -115,6 +115,10 @@ class RedisBus:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                task = asyncio.current_task()
+                if not self._running or (task is not None and task.cancelling()):
+                    # redis-py may turn our cancellation into a connection error.
+                    return
                 log.error("bus.redis_error", topic=topic, group=group, error=str(exc))
                 await asyncio.sleep(1.0)
 
