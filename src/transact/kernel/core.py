@@ -1,0 +1,67 @@
+"""The kernel: every shared backend a service may use, built from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from transact.kernel.bus import Bus, BusOptions, bus_from_url
+from transact.kernel.cache import Cache, cache_from_url
+from transact.kernel.crypto import Keyring
+from transact.kernel.db import Database, OutboxRelay
+from transact.kernel.settings import Settings
+from transact.kernel.vault import Vault
+
+log = structlog.get_logger("transact.kernel")
+
+
+@dataclass
+class Kernel:
+    settings: Settings
+    bus: Bus
+    db: Database
+    cache: Cache
+    vault: Vault
+    relay: OutboxRelay
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    started: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Kernel:
+        """Build without I/O; `start()` is where backends are first touched."""
+        options = BusOptions(
+            visibility_timeout=settings.bus_visibility_timeout,
+            retry_delay=min(1.0, settings.bus_visibility_timeout),
+            max_deliveries=settings.bus_max_deliveries,
+        )
+        bus = bus_from_url(settings.bus_url, settings.namespace, options)
+        db = Database(settings.effective_database_url)
+        cache = cache_from_url(settings.cache_url, settings.namespace)
+        vault = Vault(cache, Keyring(settings.master_keys()), settings.vault_ttl)
+        relay = OutboxRelay(db, bus, poll_interval=settings.outbox_poll_interval)
+        return cls(settings=settings, bus=bus, db=db, cache=cache, vault=vault, relay=relay)
+
+    async def check(self) -> None:
+        """Reach every backend; raises BackendUnavailable with a one-line reason."""
+        await self.db.ping()
+        await self.cache.ping()
+        await self.bus.ping()
+
+    async def start(self, *, migrate: bool) -> None:
+        await self.check()
+        if migrate:
+            await self.db.migrate()
+        await self.bus.start()
+        await self.relay.start()
+        self.started = True
+        log.info("kernel.started", bus=self.settings.bus_url.split(":", 1)[0],
+                 cache=self.settings.cache_url.split(":", 1)[0], database=self.db.dialect)
+
+    async def stop(self) -> None:
+        await self.relay.stop()
+        await self.bus.close()
+        await self.cache.close()
+        await self.db.close()
+        self.started = False
