@@ -35,21 +35,32 @@ def namespace() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture
-async def postgres_url(postgres_admin_url: str) -> AsyncIterator[str]:
-    """A fresh, empty database per test on the session's PostgreSQL server."""
+async def create_database(admin_url: str) -> str:
+    """A fresh, empty database on the session's PostgreSQL server; returns its URL."""
     import asyncpg
 
     name = f"t_{uuid.uuid4().hex[:16]}"
-    dsn = postgres_admin_url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    yield postgres_admin_url.rsplit("/", 1)[0] + "/" + name
-    conn = await asyncpg.connect(dsn)
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_database(admin_url: str, url: str) -> None:
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+    conn = await asyncpg.connect(admin_url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def postgres_url(postgres_admin_url: str) -> AsyncIterator[str]:
+    url = await create_database(postgres_admin_url)
+    yield url
+    await drop_database(postgres_admin_url, url)

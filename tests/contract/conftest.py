@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from tests.conftest import create_database, drop_database
 from transact.kernel.bus import Bus, BusOptions, MemoryBus
 from transact.kernel.cache import Cache, MemoryCache
+from transact.kernel.db import Database
 
 FAST = BusOptions(visibility_timeout=0.6, retry_delay=0.1, max_deliveries=3, batch_size=4)
 
@@ -48,3 +50,21 @@ async def cache(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator
         backend = RedisCache(request.getfixturevalue("redis_url"), namespace)
     yield backend
     await backend.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path: object) -> AsyncIterator[Database]:
+    """A migrated, empty database on each engine."""
+    admin_url = ""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/transact.db"
+    else:
+        # Async fixtures cannot be requested lazily; the server fixture is synchronous.
+        admin_url = request.getfixturevalue("postgres_admin_url")
+        url = await create_database(admin_url)
+    db = Database(url)
+    await db.migrate()
+    yield db
+    await db.close()
+    if admin_url:
+        await drop_database(admin_url, url)

@@ -56,12 +56,17 @@ class MemoryCache:
         return item[0]
 
     async def delete(self, key: str) -> bool:
-        return self._items.pop(key, None) is not None
+        # An expired entry counts as absent, as in Redis.
+        if self._live(key) is None:
+            return False
+        del self._items[key]
+        return True
 
     async def incr(self, key: str, ttl: float | None = None) -> int:
+        expiry = self._expiry(ttl)  # reject a bad ttl even for an existing counter, as Redis does
         item = self._live(key)
         if item is None:
-            self._items[key] = (b"1", self._expiry(ttl))
+            self._items[key] = (b"1", expiry)
             return 1
         value = int(item[0]) + 1
         self._items[key] = (str(value).encode(), item[1])

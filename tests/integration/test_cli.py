@@ -1,0 +1,105 @@
+"""The command line as an operator meets it: one clear line and a non-zero exit on bad input."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.servers import free_port
+
+GOOD_KEY = base64.b64encode(b"k" * 32).decode()
+
+
+def transact(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRANSACT_")}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "transact", *args],
+        capture_output=True, text=True, env=clean, timeout=60, check=False,
+    )
+
+
+def assert_one_clear_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_missing_master_key_outside_demo() -> None:
+    result = transact("check", TRANSACT_BUS_URL="memory://")
+    assert_one_clear_line(result, "TRANSACT_MASTER_KEY", "transact keygen")
+
+
+def test_wrong_master_key() -> None:
+    result = transact("check", TRANSACT_MASTER_KEY="c2hvcnQ=")
+    assert_one_clear_line(result, "TRANSACT_MASTER_KEY", "32 bytes")
+
+
+def test_published_demo_key_refused_outside_demo() -> None:
+    from transact.kernel.settings import DEMO_MASTER_KEY
+
+    result = transact("check", TRANSACT_MASTER_KEY=DEMO_MASTER_KEY)
+    assert_one_clear_line(result, "demo key")
+
+
+def test_malformed_backend_url() -> None:
+    result = transact("check", TRANSACT_MASTER_KEY=GOOD_KEY,
+                      TRANSACT_BUS_URL="amqp://user:hunter2@broker/")
+    assert_one_clear_line(result, "TRANSACT_BUS_URL", "redis://")
+    assert "hunter2" not in result.stderr
+
+
+def test_unreachable_redis(tmp_path: object) -> None:
+    url = f"redis://:sekret@127.0.0.1:{free_port()}/0"
+    result = transact("check", TRANSACT_MASTER_KEY=GOOD_KEY, TRANSACT_CACHE_URL=url,
+                      TRANSACT_DATA_DIR=str(tmp_path))
+    assert_one_clear_line(result, "cannot reach Redis", "127.0.0.1")
+    assert "sekret" not in result.stderr
+
+
+def test_unreachable_postgres() -> None:
+    url = f"postgresql+asyncpg://u:sekret@127.0.0.1:{free_port()}/db"
+    result = transact("check", TRANSACT_MASTER_KEY=GOOD_KEY, TRANSACT_DATABASE_URL=url)
+    assert_one_clear_line(result, "cannot reach the database")
+    assert "sekret" not in result.stderr
+
+
+def test_unknown_service() -> None:
+    result = transact("serve", "nonsense")
+    assert_one_clear_line(result, "unknown service nonsense")
+
+
+def test_check_passes_on_real_backends(redis_url: str, tmp_path: object) -> None:
+    result = transact("check", TRANSACT_MASTER_KEY=GOOD_KEY, TRANSACT_BUS_URL=redis_url,
+                      TRANSACT_CACHE_URL=redis_url, TRANSACT_DATA_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.usefixtures("postgres_admin_url")
+def test_migrate_creates_the_schema_on_postgres(postgres_admin_url: str) -> None:
+    import asyncio
+
+    from tests.conftest import create_database, drop_database
+
+    url = asyncio.run(create_database(postgres_admin_url))
+    try:
+        env = {"TRANSACT_MASTER_KEY": GOOD_KEY, "TRANSACT_DATABASE_URL": url}
+        first, again = transact("migrate", **env), transact("migrate", **env)
+        assert first.returncode == 0, first.stderr
+        assert again.returncode == 0, again.stderr
+    finally:
+        asyncio.run(drop_database(postgres_admin_url, url))
+
+
+def test_keygen_prints_a_usable_key() -> None:
+    result = transact("keygen")
+    assert result.returncode == 0
+    assert len(base64.b64decode(result.stdout.strip())) == 32
