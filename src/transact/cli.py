@@ -15,7 +15,9 @@ from rich.console import Console
 from transact.kernel.errors import TransactError
 
 app = typer.Typer(
-    name="transact", no_args_is_help=True, add_completion=False,
+    name="transact",
+    no_args_is_help=True,
+    add_completion=False,
     help="Transact: card payments in the middle of a customer conversation.",
 )
 out = Console()
@@ -40,8 +42,13 @@ def _serve(settings, names: list[str] | None, banner: list[str]) -> None:  # typ
     for line in banner:
         out.print(line, highlight=False, soft_wrap=True)
     config = uvicorn.Config(
-        asgi, host=settings.host, port=settings.port, log_config=None,
-        proxy_headers=False, server_header=False, ws="websockets-sansio",
+        asgi,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
+        ws="websockets-sansio",
     )
     uvicorn.Server(config).run()
 
@@ -67,11 +74,15 @@ def run(
     log_json = None if "TRANSACT_LOG_JSON" in os.environ else False
     settings = _settings(host=host, port=port, data_dir=data_dir, demo=True, log_json=log_json)
     url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"  # noqa: S104
-    _serve(settings, None, [
-        f"Transact is running at {url}  (health {url}/healthz, metrics {url}/metrics)",
-        f"Data: {settings.effective_database_url}",
-        "Press Ctrl+C to stop.",
-    ])
+    _serve(
+        settings,
+        None,
+        [
+            f"Transact is running at {url}  (health {url}/healthz, metrics {url}/metrics)",
+            f"Data: {settings.effective_database_url}",
+            "Press Ctrl+C to stop.",
+        ],
+    )
 
 
 @app.command()

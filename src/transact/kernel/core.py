@@ -56,8 +56,12 @@ class Kernel:
         await self.bus.start()
         await self.relay.start()
         self.started = True
-        log.info("kernel.started", bus=self.settings.bus_url.split(":", 1)[0],
-                 cache=self.settings.cache_url.split(":", 1)[0], database=self.db.dialect)
+        log.info(
+            "kernel.started",
+            bus=self.settings.bus_url.split(":", 1)[0],
+            cache=self.settings.cache_url.split(":", 1)[0],
+            database=self.db.dialect,
+        )
 
     async def stop(self) -> None:
         await self.relay.stop()

@@ -22,10 +22,19 @@ from transact.kernel.service import Service
 log = structlog.get_logger("transact.http")
 
 _STATUS_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 410: "gone", 413: "payload_too_large",
-    415: "unsupported_media_type", 422: "invalid_request", 423: "locked",
-    429: "too_many_requests", 503: "unavailable",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    423: "locked",
+    429: "too_many_requests",
+    503: "unavailable",
 }
 
 
@@ -81,19 +90,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("http.unhandled", path=request.url.path, error=type(exc).__name__,
-                  exc_info=exc)
+        log.error("http.unhandled", path=request.url.path, error=type(exc).__name__, exc_info=exc)
         return error_response(500, "internal_error", "something went wrong on our side")
 
 
 def install_metrics(app: FastAPI, kernel: Kernel) -> None:
     requests = Counter(
-        "transact_http_requests", "HTTP requests by route template and status",
-        ["method", "route", "status"], registry=kernel.metrics,
+        "transact_http_requests",
+        "HTTP requests by route template and status",
+        ["method", "route", "status"],
+        registry=kernel.metrics,
     )
     latency = Histogram(
-        "transact_http_request_seconds", "HTTP request latency by route template",
-        ["method", "route"], registry=kernel.metrics,
+        "transact_http_request_seconds",
+        "HTTP request latency by route template",
+        ["method", "route"],
+        registry=kernel.metrics,
     )
 
     @app.middleware("http")
@@ -117,8 +129,11 @@ def install_health(app: FastAPI, kernel: Kernel) -> None:
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
         checks: dict[str, str] = {}
-        for name, probe in (("database", kernel.db.ping), ("cache", kernel.cache.ping),
-                            ("bus", kernel.bus.ping)):
+        for name, probe in (
+            ("database", kernel.db.ping),
+            ("cache", kernel.cache.ping),
+            ("bus", kernel.bus.ping),
+        ):
             try:
                 await probe()
                 checks[name] = "ok"
@@ -127,8 +142,10 @@ def install_health(app: FastAPI, kernel: Kernel) -> None:
         if not kernel.started:
             checks["kernel"] = "starting"
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse({"status": "ready" if ready else "unavailable", "checks": checks},
-                            status_code=200 if ready else 503)
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": checks},
+            status_code=200 if ready else 503,
+        )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -153,8 +170,12 @@ def create_app(
                 await stop_services(kernel, services)
 
     app = FastAPI(
-        title="Transact", version="0.1.0", openapi_url="/api/openapi.json",
-        docs_url="/api/docs", redoc_url=None, lifespan=lifespan,
+        title="Transact",
+        version="0.1.0",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.kernel = kernel
     install_error_handlers(app)

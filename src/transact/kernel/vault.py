@@ -34,7 +34,9 @@ class Vault:
         """Seal and store; returns the reference. Re-using a ref replaces its entry."""
         ref = ref or self.new_ref()
         blob = self._keyring.seal(tenant_id, plaintext, context=ref.encode())
-        await self._cache.set(self._key(tenant_id, ref), blob, ttl or self.default_ttl)
+        # `ttl or default` would turn ttl=0 into 15 minutes; let the cache refuse it instead.
+        ttl = self.default_ttl if ttl is None else ttl
+        await self._cache.set(self._key(tenant_id, ref), blob, ttl)
         return ref
 
     async def get(self, tenant_id: str, ref: str) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -105,16 +106,18 @@ class MemoryBus:
             deadlines = [e.deadline for e in g.inflight.values()]
             g.wakeup.clear()
             timeout = min(deadlines) - now if deadlines else None
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(g.wakeup.wait(), timeout)
-            except TimeoutError:
-                pass
 
     def _dead_letter(self, g: _Group, entry: _Entry, reason: str, topic: str, group: str) -> None:
         g.dead.append(DeadLetter(entry.message_id, reason, entry.deliveries, entry.data))
         log.warning(
-            "bus.dead_lettered", topic=topic, group=group, message_id=entry.message_id,
-            reason=reason, deliveries=entry.deliveries,
+            "bus.dead_lettered",
+            topic=topic,
+            group=group,
+            message_id=entry.message_id,
+            reason=reason,
+            deliveries=entry.deliveries,
         )
 
     async def _consume(self, topic: str, group: str, handler: Handler) -> None:

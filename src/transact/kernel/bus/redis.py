@@ -105,9 +105,12 @@ class RedisBus:
             try:
                 for entry_id, fields, deliveries in await self._reclaim(topic, group, name):
                     await self._deliver(topic, group, name, handler, entry_id, fields, deliveries)
-                response = await self._redis.xreadgroup(
-                    group, name, {self._stream(topic): ">"},
-                    count=self.options.batch_size, block=block_ms,
+                response: Any = await self._redis.xreadgroup(
+                    group,
+                    name,
+                    {self._stream(topic): ">"},
+                    count=self.options.batch_size,
+                    block=block_ms,
                 )
                 for _stream, entries in response or []:
                     for entry_id, fields in entries:
@@ -127,8 +130,12 @@ class RedisBus:
     ) -> list[tuple[bytes, dict[bytes, bytes], int]]:
         stream = self._stream(topic)
         result = await self._redis.xautoclaim(
-            stream, group, name, _ms(self.options.visibility_timeout),
-            start_id="0-0", count=self.options.batch_size,
+            stream,
+            group,
+            name,
+            _ms(self.options.visibility_timeout),
+            start_id="0-0",
+            count=self.options.batch_size,
         )
         claimed: list[tuple[bytes, dict[bytes, bytes]]] = result[1]
         out = []
@@ -138,8 +145,9 @@ class RedisBus:
                 continue
             deliveries = await self._deliveries(stream, group, entry_id)
             if deliveries > self.options.max_deliveries:
-                await self._dead_letter(topic, group, entry_id, fields, "max deliveries reached",
-                                        deliveries - 1)
+                await self._dead_letter(
+                    topic, group, entry_id, fields, "max deliveries reached", deliveries - 1
+                )
                 continue
             out.append((entry_id, fields, deliveries))
         return out
@@ -151,49 +159,74 @@ class RedisBus:
         return int(pending[0]["times_delivered"]) if pending else 1
 
     async def _deliver(
-        self, topic: str, group: str, name: str, handler: Handler,
-        entry_id: bytes, fields: dict[bytes, bytes], deliveries: int,
+        self,
+        topic: str,
+        group: str,
+        name: str,
+        handler: Handler,
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        deliveries: int,
     ) -> None:
         stream = self._stream(topic)
         try:
             message = Message.decode(fields[b"data"])
         except (KeyError, ValueError) as exc:
-            await self._dead_letter(topic, group, entry_id, fields,
-                                    f"undecodable: {type(exc).__name__}", deliveries)
+            await self._dead_letter(
+                topic, group, entry_id, fields, f"undecodable: {type(exc).__name__}", deliveries
+            )
             return
         if await run_handler(handler, message, topic, group):
             await self._redis.xack(stream, group, entry_id)
         elif deliveries >= self.options.max_deliveries:
-            await self._dead_letter(topic, group, entry_id, fields, "max deliveries reached",
-                                    deliveries)
+            await self._dead_letter(
+                topic, group, entry_id, fields, "max deliveries reached", deliveries
+            )
         else:
             # Make the entry look idle for (visibility - retry) already, so any
             # consumer reclaims it after retry_delay rather than a full timeout.
             idle = _ms(self.options.visibility_timeout - self.options.retry_delay)
-            await self._redis.xclaim(stream, group, name, 0, [entry_id],
-                                     idle=idle, justid=True)
+            await self._redis.xclaim(stream, group, name, 0, [entry_id], idle=idle, justid=True)
 
     async def _dead_letter(
-        self, topic: str, group: str, entry_id: bytes, fields: dict[bytes, bytes],
-        reason: str, deliveries: int,
+        self,
+        topic: str,
+        group: str,
+        entry_id: bytes,
+        fields: dict[bytes, bytes],
+        reason: str,
+        deliveries: int,
     ) -> None:
         message_id = fields.get(b"id", b"").decode(errors="replace")
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self._dlq(topic, group), {
-                "id": message_id, "reason": reason, "deliveries": deliveries,
-                "data": fields.get(b"data", b""),
-            })
+            pipe.xadd(
+                self._dlq(topic, group),
+                {
+                    "id": message_id,
+                    "reason": reason,
+                    "deliveries": deliveries,
+                    "data": fields.get(b"data", b""),
+                },
+            )
             pipe.xack(self._stream(topic), group, entry_id)
             await pipe.execute()
-        log.warning("bus.dead_lettered", topic=topic, group=group, message_id=message_id,
-                    reason=reason, deliveries=deliveries)
+        log.warning(
+            "bus.dead_lettered",
+            topic=topic,
+            group=group,
+            message_id=message_id,
+            reason=reason,
+            deliveries=deliveries,
+        )
 
     async def dead_letters(self, topic: str, group: str) -> list[DeadLetter]:
-        entries = await self._redis.xrange(self._dlq(topic, group))
+        entries: Any = await self._redis.xrange(self._dlq(topic, group))
         return [
             DeadLetter(
-                message_id=f[b"id"].decode(), reason=f[b"reason"].decode(),
-                deliveries=int(f[b"deliveries"]), data=f[b"data"],
+                message_id=f[b"id"].decode(),
+                reason=f[b"reason"].decode(),
+                deliveries=int(f[b"deliveries"]),
+                data=f[b"data"],
             )
             for _, f in entries
         ]

@@ -19,18 +19,24 @@ def _ms(ttl: float | None) -> int | None:
     return max(1, math.ceil(ttl * 1000))
 
 
+def _bytes(value: object) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    raise TypeError(f"unexpected {type(value).__name__} from Redis")
+
+
 class RedisCache:
     def __init__(self, url: str, namespace: str = "transact") -> None:
         self._url = url
         self._prefix = f"{namespace}:cache:"
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url)
+        # bytes in, bytes out: the vault stores ciphertext here.
+        self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
 
     def _k(self, key: str) -> str:
         return self._prefix + key
 
     async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._redis.get(self._k(key))
-        return value
+        return _bytes(await self._redis.get(self._k(key)))
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         await self._redis.set(self._k(key), value, px=_ms(ttl))
@@ -39,8 +45,7 @@ class RedisCache:
         return bool(await self._redis.set(self._k(key), value, px=_ms(ttl), nx=True))
 
     async def take(self, key: str) -> bytes | None:
-        value: bytes | None = await self._redis.getdel(self._k(key))
-        return value
+        return _bytes(await self._redis.getdel(self._k(key)))
 
     async def delete(self, key: str) -> bool:
         return bool(await self._redis.delete(self._k(key)))

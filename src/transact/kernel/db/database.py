@@ -10,7 +10,12 @@ from typing import Any
 from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from transact.kernel.errors import BackendUnavailable, ConfigError
 from transact.kernel.settings import redact_url
@@ -43,7 +48,9 @@ class Database:
         try:
             parsed = make_url(url)
         except ArgumentError:
-            raise ConfigError(f"TRANSACT_DATABASE_URL={redact_url(url)!r} is not a valid URL") from None
+            raise ConfigError(
+                f"TRANSACT_DATABASE_URL={redact_url(url)!r} is not a valid URL"
+            ) from None
         self.dialect = parsed.get_backend_name()
         options: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
         if self.dialect == "sqlite" and parsed.database:

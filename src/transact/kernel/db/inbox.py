@@ -29,7 +29,8 @@ M = TypeVar("M", bound=Message)
 
 async def first_time(session: AsyncSession, consumer: str, message_id: str) -> bool:
     """Record that `consumer` handled `message_id`; False when it already had."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         insert(inbox)
         .values(consumer=consumer, message_id=message_id, processed_at=utcnow())

@@ -9,6 +9,7 @@ bus drops the repeat by message id, so each message is delivered once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 
 import structlog
@@ -35,8 +36,9 @@ log = structlog.get_logger("transact.outbox")
 outbox = Table(
     "kernel_outbox",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("message_id", String(64), nullable=False, unique=True),
     Column("topic", String(128), nullable=False),
     Column("payload", LargeBinary, nullable=False),
@@ -107,9 +109,7 @@ class OutboxRelay:
     async def prune(self) -> int:
         cutoff = utcnow() - self._retention
         async with self._db.transaction() as session:
-            result = await session.execute(
-                delete(outbox).where(outbox.c.published_at < cutoff)
-            )
+            result = await session.execute(delete(outbox).where(outbox.c.published_at < cutoff))
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def run(self) -> None:
@@ -126,10 +126,8 @@ class OutboxRelay:
                 raise
             except Exception as exc:
                 log.error("outbox.relay_failed", error=type(exc).__name__, detail=str(exc)[:200])
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
-            except TimeoutError:
-                pass
 
     async def start(self) -> None:
         if self._task is None:

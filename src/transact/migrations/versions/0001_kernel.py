@@ -19,8 +19,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "kernel_outbox",
-        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-                  autoincrement=True, nullable=False),
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
         sa.Column("message_id", sa.String(length=64), nullable=False),
         sa.Column("topic", sa.String(length=128), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=False),
