@@ -1,0 +1,66 @@
+"""Finds card data in clear where it must never be: Redis, database rows, log text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from sqlalchemy import inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from transact.kernel.sensitive import CARD_LIKE, luhn_valid
+
+
+def card_numbers_in(blob: bytes | str) -> list[str]:
+    """Every Luhn-valid 13-19 digit run (separators allowed) in the text."""
+    text_ = blob.decode("latin-1") if isinstance(blob, bytes) else blob
+    found = []
+    for match in CARD_LIKE.finditer(text_):
+        digits = "".join(ch for ch in match.group(0) if ch.isdigit())
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            found.append(digits)
+    return found
+
+
+async def redis_raw_dump(url: str) -> bytes:
+    """The raw bytes of every value of every key, whatever its type."""
+    client: Any = aioredis.Redis.from_url(url)
+    chunks: list[bytes] = []
+    try:
+        async for key in client.scan_iter(count=500):
+            chunks.append(key)
+            kind = (await client.type(key)).decode()
+            if kind == "string":
+                chunks.append(await client.get(key) or b"")
+            elif kind == "stream":
+                for _id, fields in await client.xrange(key):
+                    chunks.extend(k + b"=" + v for k, v in fields.items())
+            elif kind == "hash":
+                chunks.extend(k + b"=" + v for k, v in (await client.hgetall(key)).items())
+            elif kind == "list":
+                chunks.extend(await client.lrange(key, 0, -1))
+            elif kind in ("set", "zset"):
+                chunks.extend(await client.smembers(key) if kind == "set"
+                              else await client.zrange(key, 0, -1))
+    finally:
+        await client.aclose()
+    return b"\n".join(chunks)
+
+
+async def database_dump(engine: AsyncEngine) -> str:
+    """Every column of every row of every table, as text."""
+
+    def tables(connection: Any) -> list[str]:
+        return list(inspect(connection).get_table_names())
+
+    parts: list[str] = []
+    async with engine.connect() as conn:
+        for table in await conn.run_sync(tables):
+            rows = (await conn.execute(text(f'SELECT * FROM "{table}"'))).all()  # noqa: S608
+            for row in rows:
+                for value in row:
+                    if isinstance(value, bytes | memoryview):
+                        parts.append(bytes(value).decode("latin-1"))
+                    else:
+                        parts.append(str(value))
+    return "\n".join(parts)
