@@ -40,8 +40,9 @@ async def redis_raw_dump(url: str) -> bytes:
             elif kind == "list":
                 chunks.extend(await client.lrange(key, 0, -1))
             elif kind in ("set", "zset"):
-                chunks.extend(await client.smembers(key) if kind == "set"
-                              else await client.zrange(key, 0, -1))
+                chunks.extend(
+                    await client.smembers(key) if kind == "set" else await client.zrange(key, 0, -1)
+                )
     finally:
         await client.aclose()
     return b"\n".join(chunks)

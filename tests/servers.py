@@ -54,9 +54,21 @@ def redis_server() -> Iterator[str]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="transact-redis-") as tmp:
         proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", tmp],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_for(lambda: _tcp_open(port), "redis-server")
@@ -99,23 +111,53 @@ def postgres_server() -> Iterator[str]:
         shutil.chown(tmp, "postgres", "postgres")
     try:
         subprocess.run(
-            _as_postgres([str(bindir / "initdb"), "-D", data, "-U", "postgres",
-                          "--auth=trust", "-E", "UTF8", "--no-sync"]),
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            _as_postgres(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    data,
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
-        options = (f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        options = (
+            f"-p {port} -k {tmp} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
         subprocess.run(
-            _as_postgres([str(bindir / "pg_ctl"), "-D", data, "-o", options, "-l",
-                          os.path.join(tmp, "log"), "-w", "start"]),
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            _as_postgres(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    data,
+                    "-o",
+                    options,
+                    "-l",
+                    os.path.join(tmp, "log"),
+                    "-w",
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
         finally:
             subprocess.run(
                 _as_postgres([str(bindir / "pg_ctl"), "-D", data, "-m", "immediate", "stop"]),
-                check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                check=False,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, text
 
 from tests.contract.conftest import FAST, BusFactory
 from tests.contract.messages import Ping
+from tests.waiting import eventually
 from transact.contracts import Message
 from transact.kernel.db import Database, OutboxRelay, add_to_outbox, first_time, handle_once
 from transact.kernel.db.migrations import alembic_config, current_revision
@@ -134,9 +135,7 @@ async def test_outbox_publishes_committed_messages_once_across_a_relay_restart(
     restarted = OutboxRelay(database, bus, poll_interval=0.05)
     await restarted.start()
     try:
-        deadline = asyncio.get_running_loop().time() + 5
-        while len(received) < 3 and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: len(received) >= 3)
         await asyncio.sleep(0.3)
     finally:
         await restarted.stop()
@@ -165,9 +164,7 @@ async def test_outbox_relay_keeps_commit_order(database: Database, make_bus: Bus
     relay = OutboxRelay(database, bus)
     assert await relay.relay_once() == 5
     assert await relay.relay_once() == 0
-    deadline = asyncio.get_running_loop().time() + 5
-    while len(received) < 5 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(received) >= 5)
     assert received == [0, 1, 2, 3, 4]
 
 
@@ -185,16 +182,16 @@ async def test_two_relays_share_the_outbox_without_duplicates(
     sent = [Ping(tenant_id="t", n=n) for n in range(40)]
     async with database.transaction() as session:
         await add_to_outbox(session, *sent)
-    first, second = OutboxRelay(database, bus, batch_size=7), OutboxRelay(database, bus,
-                                                                          batch_size=7)
+    first, second = (
+        OutboxRelay(database, bus, batch_size=7),
+        OutboxRelay(database, bus, batch_size=7),
+    )
 
     async def drain(relay: OutboxRelay) -> None:
         while await relay.relay_once():
             pass
 
     await asyncio.gather(drain(first), drain(second))
-    deadline = asyncio.get_running_loop().time() + 5
-    while len(received) < 40 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.02)
+    await eventually(lambda: len(received) >= 40)
     await asyncio.sleep(0.2)
     assert sorted(received) == sorted(m.id for m in sent)

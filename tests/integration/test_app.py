@@ -87,8 +87,9 @@ async def test_metrics_use_route_templates_not_raw_paths(client: httpx.AsyncClie
 async def test_validation_errors_are_clear_and_do_not_echo_input(
     client: httpx.AsyncClient,
 ) -> None:
-    response = await client.post("/api/v1/probe/1", json={"amount": "4111111111111111x",
-                                                          "currency": "GBP"})
+    response = await client.post(
+        "/api/v1/probe/1", json={"amount": "4111111111111111x", "currency": "GBP"}
+    )
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "invalid_request"
@@ -97,8 +98,9 @@ async def test_validation_errors_are_clear_and_do_not_echo_input(
 
 
 async def test_malformed_json_is_a_4xx(client: httpx.AsyncClient) -> None:
-    response = await client.post("/api/v1/probe/1", content=b"{not json",
-                                 headers={"content-type": "application/json"})
+    response = await client.post(
+        "/api/v1/probe/1", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"
 
@@ -106,8 +108,9 @@ async def test_malformed_json_is_a_4xx(client: httpx.AsyncClient) -> None:
 async def test_api_errors_keep_their_code(client: httpx.AsyncClient) -> None:
     response = await client.post("/api/v1/probe/1", json={"amount": -1, "currency": "GBP"})
     assert response.status_code == 422
-    assert response.json() == {"error": {"code": "invalid_amount",
-                                         "message": "amount must be positive"}}
+    assert response.json() == {
+        "error": {"code": "invalid_amount", "message": "amount must be positive"}
+    }
 
 
 async def test_unknown_paths_and_methods(client: httpx.AsyncClient) -> None:
@@ -124,9 +127,11 @@ async def test_a_bug_answers_500_without_a_trace_or_card_data(
 ) -> None:
     response = await client.get("/api/v1/probe-crash")
     assert response.status_code == 500
-    assert response.json() == {"error": {"code": "internal_error",
-                                         "message": "something went wrong on our side"}}
-    assert "Traceback" not in response.text and "4111" not in response.text
+    assert response.json() == {
+        "error": {"code": "internal_error", "message": "something went wrong on our side"}
+    }
+    assert "Traceback" not in response.text
+    assert "4111" not in response.text
 
 
 async def test_openapi_is_published(client: httpx.AsyncClient) -> None:

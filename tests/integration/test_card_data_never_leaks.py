@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -14,6 +13,7 @@ import structlog
 
 from tests.conftest import create_database, drop_database
 from tests.leaks import card_numbers_in, database_dump, redis_raw_dump
+from tests.waiting import eventually
 from transact.contracts import Message
 from transact.kernel import Kernel
 from transact.kernel.db import add_to_outbox
@@ -37,8 +37,12 @@ class KeysTyped(Message):
 async def kernel(redis_url: str, postgres_admin_url: str, namespace: str) -> AsyncIterator[Kernel]:
     db_url = await create_database(postgres_admin_url)
     settings = load_settings(
-        master_key=base64.b64encode(b"m" * 32).decode(), bus_url=redis_url, cache_url=redis_url,
-        database_url=db_url, namespace=namespace, outbox_poll_interval=0.05,
+        master_key=base64.b64encode(b"m" * 32).decode(),
+        bus_url=redis_url,
+        cache_url=redis_url,
+        database_url=db_url,
+        namespace=namespace,
+        outbox_poll_interval=0.05,
     )
     k = Kernel.from_settings(settings)
     await k.start(migrate=True)
@@ -76,22 +80,27 @@ async def test_card_data_stays_sealed_everywhere(
     await kernel.bus.start()
     sealed = kernel.vault.seal(tenant, PAN.encode(), b"keys")
     async with kernel.db.transaction() as session:
-        await add_to_outbox(session, KeysTyped(tenant_id=tenant, correlation_id=ref,
-                                               sealed=base64.b64encode(sealed).decode()))
+        await add_to_outbox(
+            session,
+            KeysTyped(
+                tenant_id=tenant, correlation_id=ref, sealed=base64.b64encode(sealed).decode()
+            ),
+        )
     kernel.relay.notify()
-    for _ in range(200):
-        if received:
-            break
-        await asyncio.sleep(0.02)
-    assert received, "the sealed keys arrived"
+    await eventually(lambda: bool(received))
     assert isinstance(received[0], KeysTyped)
     opened = kernel.vault.unseal(tenant, base64.b64decode(received[0].sealed), b"keys")
     assert opened.decode() == PAN
 
     # Careless logging is caught by the second wall.
     log = structlog.get_logger("careless")
-    log.info(f"customer typed {PAN}", pan=Pan(PAN), cvv=SensitiveStr(CVV),
-             spaced="4111 1111 1111 1111", as_int=int(PAN))
+    log.info(
+        f"customer typed {PAN}",
+        pan=Pan(PAN),
+        cvv=SensitiveStr(CVV),
+        spaced="4111 1111 1111 1111",
+        as_int=int(PAN),
+    )
     logging.getLogger("stdlib").warning("card %s", PAN)
     try:
         raise ValueError(f"PSP rejected {PAN}")
@@ -109,9 +118,13 @@ async def test_card_data_stays_sealed_everywhere(
         assert PAN.encode() not in raw, where
         assert f'"cvv": "{CVV}"'.encode() not in raw, where
         assert f'"expiry": "{EXPIRY}"'.encode() not in raw, where
-    assert "***" in logs and "411111******1111" in logs
+    assert "***" in logs
+    assert "411111******1111" in logs
 
     # Taking the card out is a one-time act; afterwards Redis holds nothing of it.
     assert json.loads(await kernel.vault.take(tenant, ref)) == {
-        "pan": PAN, "expiry": EXPIRY, "cvv": CVV}
+        "pan": PAN,
+        "expiry": EXPIRY,
+        "cvv": CVV,
+    }
     assert f":vault:{tenant}:{ref}".encode() not in await redis_raw_dump(redis_url)

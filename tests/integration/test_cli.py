@@ -19,7 +19,11 @@ def transact(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean.update(env)
     return subprocess.run(
         [sys.executable, "-m", "transact", *args],
-        capture_output=True, text=True, env=clean, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        env=clean,
+        timeout=60,
+        check=False,
     )
 
 
@@ -51,16 +55,21 @@ def test_published_demo_key_refused_outside_demo() -> None:
 
 
 def test_malformed_backend_url() -> None:
-    result = transact("check", TRANSACT_MASTER_KEY=GOOD_KEY,
-                      TRANSACT_BUS_URL="amqp://user:hunter2@broker/")
+    result = transact(
+        "check", TRANSACT_MASTER_KEY=GOOD_KEY, TRANSACT_BUS_URL="amqp://user:hunter2@broker/"
+    )
     assert_one_clear_line(result, "TRANSACT_BUS_URL", "redis://")
     assert "hunter2" not in result.stderr
 
 
 def test_unreachable_redis(tmp_path: object) -> None:
     url = f"redis://:sekret@127.0.0.1:{free_port()}/0"
-    result = transact("check", TRANSACT_MASTER_KEY=GOOD_KEY, TRANSACT_CACHE_URL=url,
-                      TRANSACT_DATA_DIR=str(tmp_path))
+    result = transact(
+        "check",
+        TRANSACT_MASTER_KEY=GOOD_KEY,
+        TRANSACT_CACHE_URL=url,
+        TRANSACT_DATA_DIR=str(tmp_path),
+    )
     assert_one_clear_line(result, "cannot reach Redis", "127.0.0.1")
     assert "sekret" not in result.stderr
 
@@ -78,8 +87,13 @@ def test_unknown_service() -> None:
 
 
 def test_check_passes_on_real_backends(redis_url: str, tmp_path: object) -> None:
-    result = transact("check", TRANSACT_MASTER_KEY=GOOD_KEY, TRANSACT_BUS_URL=redis_url,
-                      TRANSACT_CACHE_URL=redis_url, TRANSACT_DATA_DIR=str(tmp_path))
+    result = transact(
+        "check",
+        TRANSACT_MASTER_KEY=GOOD_KEY,
+        TRANSACT_BUS_URL=redis_url,
+        TRANSACT_CACHE_URL=redis_url,
+        TRANSACT_DATA_DIR=str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
 
 
