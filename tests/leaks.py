@@ -8,27 +8,23 @@ import redis.asyncio as aioredis
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from transact.kernel.sensitive import CARD_LIKE, luhn_valid
+from transact.kernel.sensitive import find_card_numbers
 
 
 def card_numbers_in(blob: bytes | str) -> list[str]:
-    """Every Luhn-valid 13-19 digit run (separators allowed) in the text."""
-    text_ = blob.decode("latin-1") if isinstance(blob, bytes) else blob
-    found = []
-    for match in CARD_LIKE.finditer(text_):
-        digits = "".join(ch for ch in match.group(0) if ch.isdigit())
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            found.append(digits)
-    return found
+    """Every card-like number (Luhn-valid 13-19 digits, separators allowed) in the text."""
+    return find_card_numbers(blob.decode("latin-1") if isinstance(blob, bytes) else blob)
 
 
-async def redis_raw_dump(url: str) -> bytes:
-    """The raw bytes of every value of every key, whatever its type."""
+async def redis_raw_dump(url: str, namespace: str = "") -> bytes:
+    """The raw bytes of every value of every key (under `namespace`), whatever its type."""
     client: Any = aioredis.Redis.from_url(url)
     chunks: list[bytes] = []
     try:
-        async for key in client.scan_iter(count=500):
+        async for key in client.scan_iter(match=f"{namespace}*", count=500):
             chunks.append(key)
+            # DUMP too: it is how the value would leave in a backup (compressed when long).
+            chunks.append(await client.dump(key) or b"")
             kind = (await client.type(key)).decode()
             if kind == "string":
                 chunks.append(await client.get(key) or b"")

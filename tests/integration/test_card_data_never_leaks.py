@@ -64,7 +64,7 @@ def log_stream() -> AsyncIterator[io.StringIO]:
 
 
 async def test_card_data_stays_sealed_everywhere(
-    kernel: Kernel, redis_url: str, log_stream: io.StringIO
+    kernel: Kernel, redis_url: str, namespace: str, log_stream: io.StringIO
 ) -> None:
     tenant = "tenant-a"
     card = json.dumps({"pan": PAN, "expiry": EXPIRY, "cvv": CVV}).encode()
@@ -108,7 +108,7 @@ async def test_card_data_stays_sealed_everywhere(
         log.exception("psp_call_failed")
 
     # While the card waits in the vault, nothing holds it in clear.
-    redis_bytes = await redis_raw_dump(redis_url)
+    redis_bytes = await redis_raw_dump(redis_url, namespace)
     database_text = await database_dump(kernel.db.engine)
     logs = log_stream.getvalue()
     assert logs.count("\n") >= 3
@@ -127,4 +127,4 @@ async def test_card_data_stays_sealed_everywhere(
         "expiry": EXPIRY,
         "cvv": CVV,
     }
-    assert f":vault:{tenant}:{ref}".encode() not in await redis_raw_dump(redis_url)
+    assert f":vault:{tenant}:{ref}".encode() not in await redis_raw_dump(redis_url, namespace)

@@ -43,7 +43,7 @@ def derive_tenant_key(master_key: bytes, tenant_id: str, purpose: str) -> bytes:
 class Keyring:
     """Seals and opens bytes for one tenant at a time; the tenant is bound into the AAD."""
 
-    master_keys: list[bytes]
+    master_keys: list[bytes] = field(repr=False)  # never in logs or tracebacks
     purpose: str = "vault"
     _derived: dict[tuple[bytes, str], AESGCM] = field(default_factory=dict, repr=False)
 

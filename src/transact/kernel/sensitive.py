@@ -10,12 +10,13 @@ from pydantic_core import core_schema
 
 MASK = "***"
 
-# 13-19 digits, optionally split by single spaces or dashes, not glued to other digits.
-CARD_LIKE = re.compile(r"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
+# Groups of digits joined by single spaces or dashes; a group is never split.
+DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]++(?:[ -][0-9]++)*+")
+_DIGIT_GROUP = re.compile(r"[0-9]+")
 
 
 def luhn_valid(digits: str) -> bool:
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         return False
     total = 0
     for i, ch in enumerate(reversed(digits)):
@@ -35,16 +36,59 @@ def mask_pan(digits: str) -> str:
     return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
 
 
+def _card_spans(run: str) -> list[tuple[int, int]]:
+    """Character spans of `run` (one DIGIT_RUN match) that hold card-like numbers.
+
+    Every window of whole groups holding a Luhn-valid 13-19 digits is card-like:
+    a card number followed by more spoken digits ("... 1111 12 30 737") is still
+    one. Overlapping windows merge, so no card-like window keeps its middle in clear.
+    """
+    groups = [(g.start(), g.end()) for g in _DIGIT_GROUP.finditer(run)]
+    spans: list[list[int]] = []
+    for i in range(len(groups)):
+        digits, longest = "", -1
+        for j in range(i, len(groups)):
+            digits += run[groups[j][0] : groups[j][1]]
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and luhn_valid(digits):
+                longest = j
+        if longest < 0:
+            continue
+        if spans and i <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], longest)
+        else:
+            spans.append([i, longest])
+    return [(groups[first][0], groups[last][1]) for first, last in spans]
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"[ -]", "", text)
+
+
+def find_card_numbers(text: str) -> list[str]:
+    """The digits of every card-like number in free text (what redaction would mask)."""
+    found = []
+    for match in DIGIT_RUN.finditer(text):
+        run = match.group(0)
+        found += [_digits(run[start:end]) for start, end in _card_spans(run)]
+    return found
+
+
 def redact_card_numbers(text: str) -> str:
     """Mask every Luhn-valid 13-19 digit run in free text (separators allowed)."""
 
     def _replace(match: re.Match[str]) -> str:
-        digits = re.sub(r"[ -]", "", match.group(0))
-        if 13 <= len(digits) <= 19 and luhn_valid(digits):
-            return mask_pan(digits)
-        return match.group(0)
+        run = match.group(0)
+        out: list[str] = []
+        pos = 0
+        for start, end in _card_spans(run):
+            out += [run[pos:start], mask_pan(_digits(run[start:end]))]
+            pos = end
+        out.append(run[pos:])
+        return "".join(out)
 
-    return CARD_LIKE.sub(_replace, text)
+    return DIGIT_RUN.sub(_replace, text)
 
 
 class SensitiveStr:
@@ -78,7 +122,7 @@ class SensitiveStr:
         return format(self.masked(), spec)
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, SensitiveStr):
+        if type(other) is type(self):
             return self._value == other._value
         return NotImplemented
 
@@ -96,9 +140,9 @@ class SensitiveStr:
     def __get_pydantic_core_schema__(
         cls, source: type[Any], handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(
-            cls,
-            core_schema.str_schema(),
+        from_str = core_schema.no_info_after_validator_function(cls, core_schema.str_schema())
+        return core_schema.union_schema(
+            [core_schema.is_instance_schema(cls), from_str],
             serialization=core_schema.plain_serializer_function_ser_schema(
                 lambda v: v.masked(), when_used="always"
             ),

@@ -113,7 +113,9 @@ class Settings(BaseSettings):
                 "TRANSACT_MASTER_KEY is not set; outside demo mode the vault needs a key of "
                 "your own: generate one with `transact keygen`"
             )
-        if self.master_key.get_secret_value() == DEMO_MASTER_KEY:
+        # Compare the key bytes: base64 has more than one spelling of the same 32 bytes.
+        current = decode_master_key(self.master_key.get_secret_value())
+        if current == decode_master_key(DEMO_MASTER_KEY):
             raise ValueError(
                 "TRANSACT_MASTER_KEY is the published demo key; generate your own with "
                 "`transact keygen`"

@@ -26,6 +26,9 @@ class Vault:
 
     @staticmethod
     def _key(tenant_id: str, ref: str) -> str:
+        # A ':' in either part could make one tenant's key name another tenant's entry.
+        if not tenant_id or not ref or ":" in tenant_id or ":" in ref:
+            raise VaultError("tenant id and vault reference must be non-empty and contain no ':'")
         return f"vault:{tenant_id}:{ref}"
 
     async def put(
