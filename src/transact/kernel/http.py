@@ -13,11 +13,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from transact.kernel.core import Kernel
 from transact.kernel.errors import BackendUnavailable
 from transact.kernel.sensitive import redact_card_numbers
-from transact.kernel.service import Service
+from transact.kernel.service import Middleware, Service
 
 log = structlog.get_logger("transact.http")
 
@@ -184,7 +185,21 @@ def create_app(
     for service in services:
         for router in service.routers:
             app.include_router(router)
+    # Starlette wraps the last-added middleware outermost, so add innermost first.
+    for service in reversed(services):
+        for wrap in reversed(service.middleware):
+            app.add_middleware(_Wrapped, wrap=wrap)
     return app
+
+
+class _Wrapped:
+    """Adapts a plain `ASGIApp -> ASGIApp` function to Starlette's middleware stack."""
+
+    def __init__(self, app: ASGIApp, wrap: Middleware) -> None:
+        self._app = wrap(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
 
 
 async def start_services(kernel: Kernel, services: list[Service]) -> None:

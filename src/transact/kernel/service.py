@@ -6,10 +6,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter
+from starlette.types import ASGIApp
 
 from transact.kernel.bus import Handler
 
 Hook = Callable[[], Awaitable[None]]
+Middleware = Callable[[ASGIApp], ASGIApp]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class Service:
     subscriptions: list[Subscription] = field(default_factory=list)
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
+    # Wrapped around the whole app, outermost first (the gateway's front door).
+    middleware: list[Middleware] = field(default_factory=list)
 
     def subscribe(self, topic: str, handler: Handler, group: str | None = None) -> None:
         """Competing consumers by default: the group is the service's name."""

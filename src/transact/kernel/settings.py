@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     bus_max_deliveries: int = Field(default=10, ge=1)
     vault_ttl: float = Field(default=900.0, gt=0)
     outbox_poll_interval: float = Field(default=0.2, gt=0)
+    # auth
+    demo_password: SecretStr | None = None
+    access_token_ttl: float = Field(default=300.0, gt=0)
+    session_idle_timeout: float = Field(default=900.0, gt=0)
+    session_max_age: float = Field(default=12 * 3600.0, gt=0)
+    # gateway
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    rate_limit_scale: float = Field(
+        default=1.0, ge=0, description="multiplies every rate limit; 0 turns them off"
+    )
+    public_url: str = ""
 
     @field_validator("bus_url")
     @classmethod
