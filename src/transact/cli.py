@@ -6,13 +6,21 @@ import asyncio
 import base64
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from transact.kernel.errors import TransactError
+
+if TYPE_CHECKING:  # the CLI imports heavy modules only for the command that runs
+    from transact.auth import Accounts
+    from transact.kernel import Kernel
+    from transact.kernel.settings import Settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="transact",
@@ -23,13 +31,13 @@ app = typer.Typer(
 out = Console()
 
 
-def _settings(**overrides: object):  # type: ignore[no-untyped-def]
+def _settings(**overrides: object) -> Settings:
     from transact.kernel.settings import load_settings
 
     return load_settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _serve(settings, names: list[str] | None, banner: list[str]) -> None:  # type: ignore[no-untyped-def]
+def _serve(settings: Settings, names: list[str] | None, banner: list[str]) -> None:
     import uvicorn
 
     from transact import runtime
@@ -53,7 +61,7 @@ def _serve(settings, names: list[str] | None, banner: list[str]) -> None:  # typ
     uvicorn.Server(config).run()
 
 
-async def _preflight(kernel) -> None:  # type: ignore[no-untyped-def]
+async def _preflight(kernel: Kernel) -> None:
     try:
         await kernel.check()
     finally:
@@ -131,6 +139,121 @@ def check() -> None:
 def keygen() -> None:
     """Print a new random master key for TRANSACT_MASTER_KEY."""
     out.print(base64.b64encode(os.urandom(32)).decode(), highlight=False)
+
+
+admin = typer.Typer(help="Manage tenants, users and API clients.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+app.add_typer(admin, name="admin")
+app.add_typer(audit_app, name="audit")
+
+
+def _with_accounts(work: Callable[[Accounts], Awaitable[T]]) -> T:
+    """Run `work(accounts)` against the configured database, migrated first."""
+    from transact.auth import Accounts, SigningKeys
+    from transact.kernel import Kernel
+
+    settings = _settings()
+
+    async def _go() -> T:
+        kernel = Kernel.from_settings(settings)
+        try:
+            await kernel.db.migrate()
+            return await work(Accounts(kernel, SigningKeys(kernel)))
+        finally:
+            await kernel.db.close()
+            await kernel.cache.close()
+            await kernel.bus.close()
+
+    return asyncio.run(_go())
+
+
+@admin.command("create-tenant")
+def create_tenant(
+    name: Annotated[str, typer.Argument(help="lowercase letters, digits and '-'")],
+    mfa: Annotated[bool, typer.Option(help="require MFA for every user")] = True,
+    mfa_delegated_to_sso: Annotated[
+        bool, typer.Option(help="launch links skip MFA: the tenant's SSO did it")
+    ] = False,
+) -> None:
+    """Create a tenant (a merchant or contact-centre account)."""
+    tenant = _with_accounts(
+        lambda a: a.create_tenant(
+            name, mfa_required=mfa, mfa_delegated_to_sso=mfa_delegated_to_sso, actor="cli"
+        )
+    )
+    out.print(
+        f"tenant {tenant.name} created (id {tenant.id}, MFA "
+        f"{'required' if tenant.mfa_required else 'optional'})",
+        highlight=False,
+    )
+
+
+@admin.command("create-user")
+def create_user(
+    tenant: Annotated[str, typer.Option(help="tenant name")],
+    username: Annotated[str, typer.Option()],
+    role: Annotated[str, typer.Option(help="agent, supervisor or admin")] = "agent",
+    password_stdin: Annotated[
+        bool, typer.Option(help="read the password from standard input")
+    ] = False,
+) -> None:
+    """Create a user; without --password-stdin a password is generated and printed once."""
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+
+    async def work(accounts: Accounts) -> Any:
+        found = await accounts.tenant(tenant)
+        return await accounts.create_user(found.id, username, role, password, actor="cli")
+
+    user, chosen = _with_accounts(work)
+    out.print(f"user {user.username} ({user.role}) created in {tenant}", highlight=False)
+    if password is None:
+        out.print(f"password: {chosen}", highlight=False)
+
+
+@admin.command("create-client")
+def create_client(
+    tenant: Annotated[str, typer.Option(help="tenant name")],
+    scope: Annotated[list[str] | None, typer.Option(help="repeat for several scopes")] = None,
+    name: Annotated[str, typer.Option(help="a label for people")] = "api client",
+) -> None:
+    """Create an API client (client credentials); the secret is printed once."""
+
+    async def work(accounts: Accounts) -> Any:
+        found = await accounts.tenant(tenant)
+        return await accounts.create_client(found.id, name, scope or [], actor="cli")
+
+    client, secret = _with_accounts(work)
+    out.print(
+        f"client_id: {client.id}\nclient_secret: {secret}\nscopes: "
+        f"{' '.join(client.scopes) or '(none)'}",
+        highlight=False,
+    )
+
+
+@admin.command("rotate-keys")
+def rotate_keys() -> None:
+    """Mint a new token signing key; the old one keeps verifying for a day."""
+    kid = _with_accounts(lambda a: a.keys.ensure_current(force_rotation=True))
+    out.print(f"signing with {kid}", highlight=False)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the audit chain; exit 1 at the first record that was changed or removed."""
+    from transact.kernel import audit
+
+    async def work(accounts: Accounts) -> Any:
+        async with accounts.kernel.db.transaction() as session:
+            return await audit.verify_chain(session)
+
+    report = _with_accounts(work)
+    if report.ok:
+        out.print(f"audit chain intact: {report.records} records", highlight=False)
+        return
+    print(
+        f"error: audit chain broken at record {report.broken_at}: {report.reason}", file=sys.stderr
+    )
+    sys.exit(1)
 
 
 def main() -> None:

@@ -23,11 +23,15 @@ ServiceFactory = Callable[[Kernel], Service]
 
 def service_factories() -> dict[str, ServiceFactory]:
     """Every service that is built, by name. A service not built yet is not listed."""
-    return {}
+    from transact import auth
+
+    return {"auth": auth.build}
 
 
 def all_metadata() -> MetaData:
     """The schema of every service, for migrations (importing a service registers its tables)."""
+    import transact.kernel.audit  # noqa: F401  (the audit chain's table)
+
     service_factories()
     return metadata
 

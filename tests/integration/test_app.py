@@ -12,7 +12,8 @@ from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 
 from transact.kernel import Kernel, Service
-from transact.kernel.http import ApiError, create_app
+from transact.kernel.errors import ApiError
+from transact.kernel.http import create_app
 from transact.kernel.settings import load_settings
 
 KEY = base64.b64encode(b"x" * 32).decode()

@@ -11,6 +11,7 @@ from transact.kernel.bus import Bus, BusOptions, bus_from_url
 from transact.kernel.cache import Cache, cache_from_url
 from transact.kernel.crypto import Keyring
 from transact.kernel.db import Database, OutboxRelay
+from transact.kernel.security import Authenticator, Sessions, TokenVerifier
 from transact.kernel.settings import Settings
 from transact.kernel.vault import Vault
 
@@ -25,6 +26,8 @@ class Kernel:
     cache: Cache
     vault: Vault
     relay: OutboxRelay
+    sessions: Sessions
+    authenticator: Authenticator
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     started: bool = False
 
@@ -41,7 +44,18 @@ class Kernel:
         cache = cache_from_url(settings.cache_url, settings.namespace)
         vault = Vault(cache, Keyring(settings.master_keys()), settings.vault_ttl)
         relay = OutboxRelay(db, bus, poll_interval=settings.outbox_poll_interval)
-        return cls(settings=settings, bus=bus, db=db, cache=cache, vault=vault, relay=relay)
+        sessions = Sessions(cache, settings.session_idle_timeout, settings.session_max_age)
+        authenticator = Authenticator(TokenVerifier(cache), sessions)
+        return cls(
+            settings=settings,
+            bus=bus,
+            db=db,
+            cache=cache,
+            vault=vault,
+            relay=relay,
+            sessions=sessions,
+            authenticator=authenticator,
+        )
 
     async def check(self) -> None:
         """Reach every backend; raises BackendUnavailable with a one-line reason."""

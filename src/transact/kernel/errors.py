@@ -15,3 +15,14 @@ class BackendUnavailable(TransactError):
 
 class VaultError(TransactError):
     """A vault entry is missing, expired, or does not belong to the asking tenant."""
+
+
+class ApiError(TransactError):
+    """Raise from a route to answer `{"error": {"code", "message"}}` with `status`."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from transact.kernel.core import Kernel
-from transact.kernel.errors import BackendUnavailable
+from transact.kernel.errors import ApiError, BackendUnavailable
 from transact.kernel.sensitive import redact_card_numbers
 from transact.kernel.service import Middleware, Service
 
@@ -37,17 +37,6 @@ _STATUS_CODES = {
     429: "too_many_requests",
     503: "unavailable",
 }
-
-
-class ApiError(Exception):
-    """Raise from a route to answer `{"error": {"code", "message"}}` with `status`."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
