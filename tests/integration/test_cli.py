@@ -117,3 +117,65 @@ def test_keygen_prints_a_usable_key() -> None:
     result = transact("keygen")
     assert result.returncode == 0
     assert len(base64.b64decode(result.stdout.strip())) == 32
+
+
+def test_admin_commands_create_tenant_user_and_client(tmp_path: object) -> None:
+    env = {"TRANSACT_MASTER_KEY": GOOD_KEY, "TRANSACT_DATA_DIR": str(tmp_path)}
+    tenant = transact("admin", "create-tenant", "acme", **env)
+    assert tenant.returncode == 0, tenant.stderr
+    assert "MFA required" in tenant.stdout
+    again = transact("admin", "create-tenant", "acme", **env)
+    assert_one_clear_line(again, "acme")
+
+    user = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "transact",
+            "admin",
+            "create-user",
+            "--tenant",
+            "acme",
+            "--username",
+            "alice",
+            "--role",
+            "supervisor",
+            "--password-stdin",
+        ],
+        input="correct-horse-42\n",
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("TRANSACT_")}, **env},
+    )
+    assert user.returncode == 0, user.stderr
+    assert "correct-horse-42" not in user.stdout
+    weak = transact(
+        "admin", "create-user", "--tenant", "acme", "--username", "bob", "--role", "wizard", **env
+    )
+    assert_one_clear_line(weak, "role must be one of")
+    generated = transact("admin", "create-user", "--tenant", "acme", "--username", "bob", **env)
+    assert "password: " in generated.stdout
+
+    client = transact("admin", "create-client", "--tenant", "acme", "--scope", "launch", **env)
+    assert client.returncode == 0, client.stderr
+    assert "client_secret: sec_" in client.stdout
+    missing = transact("admin", "create-client", "--tenant", "nope", **env)
+    assert_one_clear_line(missing, "no tenant named")
+
+    verified = transact("audit", "verify", **env)
+    assert verified.returncode == 0, verified.stderr
+    assert "intact" in verified.stdout
+
+
+def test_audit_verify_fails_on_a_tampered_chain(tmp_path: object) -> None:
+    import sqlite3
+
+    env = {"TRANSACT_MASTER_KEY": GOOD_KEY, "TRANSACT_DATA_DIR": str(tmp_path)}
+    assert transact("admin", "create-tenant", "acme", **env).returncode == 0
+    assert transact("admin", "create-tenant", "other", **env).returncode == 0
+    with sqlite3.connect(f"{tmp_path}/transact.db") as db:
+        db.execute("UPDATE kernel_audit SET actor = 'someone-else' WHERE seq = 1")
+    result = transact("audit", "verify", **env)
+    assert_one_clear_line(result, "audit chain broken at record 1")
+    assert result.returncode == 1

@@ -31,16 +31,16 @@ class World:
     client: httpx.AsyncClient
 
     async def tenant(self, name: str, *, mfa: bool = False, sso: bool = False) -> str:
-        tenant = await self.accounts.create_tenant(name, mfa_required=mfa,
-                                                   mfa_delegated_to_sso=sso)
+        tenant = await self.accounts.create_tenant(name, mfa_required=mfa, mfa_delegated_to_sso=sso)
         return tenant.id
 
     async def user(self, tenant_id: str, username: str, role: str = "agent") -> str:
         user, _ = await self.accounts.create_user(tenant_id, username, role, PASSWORD)
         return user.id
 
-    async def login(self, tenant: str, username: str, password: str = PASSWORD,
-                    otp: str | None = None) -> httpx.Response:
+    async def login(
+        self, tenant: str, username: str, password: str = PASSWORD, otp: str | None = None
+    ) -> httpx.Response:
         body: dict[str, Any] = {"tenant": tenant, "username": username, "password": password}
         if otp is not None:
             body["otp"] = otp
@@ -60,8 +60,9 @@ class World:
         started = await self.client.post("/api/v1/auth/mfa/enroll", json=body, headers=headers)
         assert started.status_code == 200, started.text
         totp = pyotp.TOTP(started.json()["secret"])
-        done = await self.client.post("/api/v1/auth/mfa/verify",
-                                      json={**body, "otp": totp.now()}, headers=headers)
+        done = await self.client.post(
+            "/api/v1/auth/mfa/verify", json={**body, "otp": totp.now()}, headers=headers
+        )
         assert done.status_code == 200, done.text
         self.recovery_codes: list[str] = done.json()["recovery_codes"]
         return totp
@@ -76,9 +77,11 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         admin_url = request.getfixturevalue("postgres_admin_url")
         url = await create_database(admin_url)
     overrides = getattr(request, "param_overrides", {})
-    settings = load_settings(master_key=KEY, database_url=url, data_dir=tmp_path,
-                             rate_limit_scale=0, **overrides)
+    settings = load_settings(
+        master_key=KEY, database_url=url, data_dir=tmp_path, rate_limit_scale=0, **overrides
+    )
     kernel, app = runtime.build(settings, ["auth"])
+    await kernel.db.migrate()  # as `transact migrate` does before distributed services start
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
