@@ -79,14 +79,26 @@ def run(
     ),
 ) -> None:
     """Start everything in one process on the embedded backends, in demo mode."""
+    from transact.auth.accounts import DEMO_AGENT, DEMO_TENANT
+    from transact.auth.domain import generate_password
+
     log_json = None if "TRANSACT_LOG_JSON" in os.environ else False
-    settings = _settings(host=host, port=port, data_dir=data_dir, demo=True, log_json=log_json)
+    password = os.environ.get("TRANSACT_DEMO_PASSWORD") or generate_password()
+    settings = _settings(
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        demo=True,
+        log_json=log_json,
+        demo_password=password,
+    )
     url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"  # noqa: S104
     _serve(
         settings,
         None,
         [
             f"Transact is running at {url}  (health {url}/healthz, metrics {url}/metrics)",
+            f"Demo sign-in: tenant {DEMO_TENANT}, username {DEMO_AGENT}, password {password}",
             f"Data: {settings.effective_database_url}",
             "Press Ctrl+C to stop.",
         ],
