@@ -185,7 +185,7 @@ def build_router(kernel: Kernel, accounts: Accounts) -> APIRouter:
     @router.get("/.well-known/jwks.json")
     @router.get("/api/v1/auth/jwks")
     async def jwks() -> dict[str, Any]:
-        return await accounts.keys.publish()
+        return await accounts.keys.jwks()
 
     @router.get("/api/v1/admin/users")
     async def list_users(

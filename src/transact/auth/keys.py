@@ -78,6 +78,11 @@ class SigningKeys:
         await self._kernel.cache.set(JWKS_KEY, json.dumps(jwks).encode())
         return jwks
 
+    async def jwks(self) -> dict[str, Any]:
+        """What is published; read from the cache so anonymous GETs write nothing."""
+        raw = await self._kernel.cache.get(JWKS_KEY)
+        return json.loads(raw) if raw else await self.publish()
+
     async def sign(self, claims: dict[str, Any]) -> str:
         if self._current is None:
             await self.ensure_current()

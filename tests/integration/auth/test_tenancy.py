@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.integration.auth.conftest import World
 
 ROLES = ["agent", "supervisor", "admin"]
 
 
-@pytest.mark.parametrize("world", ["sqlite"], indirect=True)
 async def test_no_principal_reads_across_tenants(world: World) -> None:
     people: list[tuple[str, str, str, str]] = []  # tenant name, tenant id, username, user id
     for tenant_name in ("north", "south"):
