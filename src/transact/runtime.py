@@ -23,9 +23,10 @@ ServiceFactory = Callable[[Kernel], Service]
 
 def service_factories() -> dict[str, ServiceFactory]:
     """Every service that is built, by name. A service not built yet is not listed."""
-    from transact import auth
+    from transact import auth, gateway
 
-    return {"auth": auth.build}
+    # The gateway first: the first service's middleware is the outermost.
+    return {"gateway": gateway.build, "auth": auth.build}
 
 
 def all_metadata() -> MetaData:
@@ -45,7 +46,8 @@ def resolve_services(names: list[str] | None) -> list[str]:
     if unknown:
         listed = ", ".join(sorted(available)) or "none yet"
         raise ConfigError(f"unknown service {', '.join(unknown)}; available: {listed}")
-    return list(dict.fromkeys(names))
+    # The registry's order, not the command line's: the gateway must stay outermost.
+    return [name for name in available if name in names]
 
 
 def build(settings: Settings, names: list[str] | None = None) -> tuple[Kernel, FastAPI]:

@@ -379,3 +379,103 @@ async def test_memory_cache_drops_expired_entries_nobody_reads() -> None:
     await cache.set("trigger", b"v")  # the 1024th entry triggers a sweep
     assert len(cache._items) == 1
     assert await cache.get("trigger") == b"v"
+
+
+# --- take_token (token buckets) -------------------------------------------------
+
+
+async def test_take_token_allows_the_burst_then_refuses_with_a_wait(cache: Cache) -> None:
+    waits = [await cache.take_token("b", rate=1.0, burst=3) for _ in range(4)]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    # One token a second and the bucket just emptied: the next one is about a second away.
+    assert 0.5 < waits[3] <= 1.0
+
+
+async def test_a_refused_take_takes_nothing(cache: Cache) -> None:
+    assert await cache.take_token("b", rate=1.0, burst=1) == 0.0
+    first = await cache.take_token("b", rate=1.0, burst=1)
+    second = await cache.take_token("b", rate=1.0, burst=1)
+    assert 0 < second <= first <= 1.0  # refusals did not dig the bucket deeper
+
+
+async def test_take_token_refills_over_time(cache: Cache) -> None:
+    assert await cache.take_token("b", rate=10.0, burst=2) == 0.0
+    assert await cache.take_token("b", rate=10.0, burst=2) == 0.0
+    wait = await cache.take_token("b", rate=10.0, burst=2)
+    assert 0 < wait <= 0.1
+    await asyncio.sleep(wait + 0.05)
+    assert await cache.take_token("b", rate=10.0, burst=2) == 0.0
+
+
+async def test_refill_stops_at_the_burst(cache: Cache) -> None:
+    for _ in range(2):
+        assert await cache.take_token("b", rate=20.0, burst=2) == 0.0
+    await asyncio.sleep(0.3)  # long enough for six tokens; the bucket holds two
+    waits = [await cache.take_token("b", rate=20.0, burst=2) for _ in range(3)]
+    assert waits[:2] == [0.0, 0.0]
+    assert waits[2] > 0
+
+
+async def test_take_token_with_a_cost(cache: Cache) -> None:
+    assert await cache.take_token("b", rate=1.0, burst=5, cost=2) == 0.0
+    assert await cache.take_token("b", rate=1.0, burst=5, cost=2) == 0.0
+    wait = await cache.take_token("b", rate=1.0, burst=5, cost=2)
+    assert 0.5 < wait <= 1.0  # one token left, one more needed
+    assert await cache.take_token("b", rate=1.0, burst=5, cost=1) == 0.0
+
+
+async def test_token_buckets_are_independent(cache: Cache) -> None:
+    assert await cache.take_token("one", rate=0.01, burst=1) == 0.0
+    assert await cache.take_token("one", rate=0.01, burst=1) > 0
+    assert await cache.take_token("two", rate=0.01, burst=1) == 0.0
+
+
+async def test_an_idle_bucket_vanishes_once_full_again(cache: Cache) -> None:
+    assert await cache.take_token("b", rate=10.0, burst=1) == 0.0
+    left = await cache.ttl("b")
+    assert left is not None
+    assert 0 < left <= 0.1
+    await asyncio.sleep(PAST_SHORT)
+    assert await cache.ttl("b") is None
+    assert await cache.take_token("b", rate=10.0, burst=1) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst", "cost"),
+    [(0, 1, 1), (-1, 1, 1), (1, 0, 1), (1, -1, 1), (1, 1, 0), (1, 1, -1), (1, 2, 3)],
+)
+async def test_take_token_rejects_impossible_buckets(
+    cache: Cache, rate: float, burst: float, cost: float
+) -> None:
+    with pytest.raises(ValueError, match=r"rate|burst|cost"):
+        await cache.take_token("b", rate=rate, burst=burst, cost=cost)
+    assert await cache.ttl("b") is None
+
+
+async def test_concurrent_takers_never_exceed_the_burst(cache: Cache) -> None:
+    waits = await asyncio.gather(*(cache.take_token("b", rate=0.001, burst=10) for _ in range(40)))
+    assert waits.count(0.0) == 10
+    assert all(w > 0 for w in waits if w != 0.0)
+
+
+async def test_concurrent_takers_across_clients_never_exceed_the_burst(
+    cache: Cache, request: pytest.FixtureRequest, namespace: str
+) -> None:
+    """Several processes on one Redis take from one bucket."""
+    if isinstance(cache, MemoryCache):
+        others: list[Cache] = [cache]
+    else:
+        from transact.kernel.cache.redis import RedisCache
+
+        url = request.getfixturevalue("redis_url")
+        others = [RedisCache(url, namespace) for _ in range(3)]
+    try:
+        takers = [
+            c.take_token("b", rate=0.001, burst=7) for c in [cache, *others] for _ in range(10)
+        ]
+        waits = await asyncio.gather(*takers)
+        assert waits.count(0.0) == 7
+    finally:
+        for other in others:
+            if other is not cache:
+                await other.close()

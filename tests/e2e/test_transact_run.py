@@ -21,9 +21,20 @@ def running(tmp_path: Path) -> Iterator[tuple[str, str]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSACT_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "transact", "run", "--port", str(port), "--data-dir",
-         str(tmp_path / "data")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "transact",
+            "run",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
     assert proc.stdout is not None
     banner: list[str] = []
@@ -49,10 +60,13 @@ def test_the_demo_starts_and_its_printed_credentials_sign_in(running: tuple[str,
     with httpx.Client(base_url=base, timeout=10) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/readyz").status_code == 200
-        login = client.post("/api/v1/auth/login", json={
-            "tenant": "demo", "username": "agent1", "password": password})
+        login = client.post(
+            "/api/v1/auth/login",
+            json={"tenant": "demo", "username": "agent1", "password": password},
+        )
         assert login.status_code == 200, login.text
-        me = client.get("/api/v1/auth/me", headers={
-            "Authorization": f"Bearer {login.json()['access_token']}"})
+        me = client.get(
+            "/api/v1/auth/me", headers={"Authorization": f"Bearer {login.json()['access_token']}"}
+        )
         assert me.json()["username"] == "agent1"
         assert "transact_http_requests_total" in client.get("/metrics").text

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from transact.kernel.core import Kernel
 from transact.kernel.errors import ApiError, BackendUnavailable
@@ -159,7 +159,8 @@ def create_app(
             if manage_kernel:
                 await stop_services(kernel, services)
 
-    app = FastAPI(
+    app = _App(
+        outer_middleware=[wrap for service in services for wrap in service.middleware],
         title="Transact",
         version="0.1.0",
         openapi_url="/api/openapi.json",
@@ -174,21 +175,27 @@ def create_app(
     for service in services:
         for router in service.routers:
             app.include_router(router)
-    # Starlette wraps the last-added middleware outermost, so add innermost first.
-    for service in reversed(services):
-        for wrap in reversed(service.middleware):
-            app.add_middleware(_Wrapped, wrap=wrap)
     return app
 
 
-class _Wrapped:
-    """Adapts a plain `ASGIApp -> ASGIApp` function to Starlette's middleware stack."""
+class _App(FastAPI):
+    """FastAPI with the services' middleware wrapped around the whole stack.
 
-    def __init__(self, app: ASGIApp, wrap: Middleware) -> None:
-        self._app = wrap(app)
+    `add_middleware` would put it inside Starlette's ServerErrorMiddleware, so the 500
+    answered for an unhandled exception would never pass through the front door (no
+    security headers, no request id).
+    """
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._app(scope, receive, send)
+    def __init__(self, *, outer_middleware: list[Middleware], **kwargs: Any) -> None:
+        self._outer_middleware = outer_middleware
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        # Wrap innermost first, so the first service's first middleware ends up outermost.
+        for wrap in reversed(self._outer_middleware):
+            app = wrap(app)
+        return app
 
 
 async def start_services(kernel: Kernel, services: list[Service]) -> None:

@@ -1,8 +1,45 @@
-"""The cache port: short-lived bytes by key, with TTLs and an atomic take."""
+"""The cache port: short-lived bytes by key, with TTLs, an atomic take and token buckets."""
 
 from __future__ import annotations
 
-from typing import Protocol
+import math
+from typing import NamedTuple, Protocol
+
+
+class BucketStep(NamedTuple):
+    tokens: float  # left in the bucket after this step
+    wait: float  # 0.0 when the take was allowed, else seconds until it would be
+
+
+def check_bucket_args(rate: float, burst: float, cost: float) -> None:
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError("rate must be positive")
+    if not (math.isfinite(burst) and burst > 0):
+        raise ValueError("burst must be positive")
+    # A cost above the burst could never be paid; refuse it rather than answer a wait
+    # that is a lie.
+    if not (math.isfinite(cost) and 0 < cost <= burst):
+        raise ValueError("cost must be positive and at most the burst")
+
+
+def token_bucket(
+    tokens: float, elapsed: float, rate: float, burst: float, cost: float = 1.0
+) -> BucketStep:
+    """One take from a token bucket that held `tokens` `elapsed` seconds ago.
+
+    The bucket refills at `rate` tokens a second up to `burst`. The Redis backend
+    runs the same arithmetic in Lua; keep the two in step.
+    """
+    # A clock that steps back must not mint tokens.
+    available = min(burst, tokens + max(0.0, elapsed) * rate)
+    if available >= cost:
+        return BucketStep(available - cost, 0.0)
+    return BucketStep(available, (cost - available) / rate)
+
+
+def bucket_ttl(rate: float, burst: float) -> float:
+    """Seconds after which an idle bucket is full again, so forgetting it changes nothing."""
+    return burst / rate
 
 
 class Cache(Protocol):
@@ -24,6 +61,13 @@ class Cache(Protocol):
 
     async def ttl(self, key: str) -> float | None:
         """Seconds left, or None for a missing key or one without expiry."""
+
+    async def take_token(self, key: str, rate: float, burst: float, cost: float = 1.0) -> float:
+        """Take `cost` tokens from the bucket at `key` (refilled at `rate` a second, holding
+        at most `burst`, full when new) in one atomic step: 0.0 when allowed, else the
+        seconds to wait until it would be. A refused take takes nothing. The key holds
+        bucket state only (use it with nothing but `take_token`, `delete` and `ttl`);
+        an idle bucket vanishes once it would be full again."""
 
     async def ping(self) -> None: ...
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from transact.kernel.cache.base import bucket_ttl, check_bucket_args, token_bucket
+
 
 class MemoryCache:
     def __init__(self) -> None:
@@ -38,9 +40,12 @@ class MemoryCache:
         return None if item is None else item[0]
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self._maybe_sweep()
+        self._items[key] = (bytes(value), self._expiry(ttl))
+
+    def _maybe_sweep(self) -> None:
         if len(self._items) % 1024 == 0:
             self._sweep()
-        self._items[key] = (bytes(value), self._expiry(ttl))
 
     async def set_if_absent(self, key: str, value: bytes, ttl: float | None = None) -> bool:
         if self._live(key) is not None:
@@ -77,6 +82,22 @@ class MemoryCache:
         if item is None or item[1] is None:
             return None
         return max(0.0, item[1] - self._now())
+
+    async def take_token(self, key: str, rate: float, burst: float, cost: float = 1.0) -> float:
+        # No await in here: on one event loop the read-modify-write cannot interleave.
+        check_bucket_args(rate, burst, cost)
+        now = self._now()
+        item = self._live(key)
+        if item is None:
+            tokens, elapsed = burst, 0.0
+        else:
+            stored_tokens, stored_at = item[0].split(b" ")
+            tokens, elapsed = float(stored_tokens), now - float(stored_at)
+        step = token_bucket(tokens, elapsed, rate, burst, cost)
+        self._maybe_sweep()
+        state = f"{step.tokens!r} {now!r}".encode()
+        self._items[key] = (state, now + bucket_ttl(rate, burst))
+        return step.wait
 
     async def ping(self) -> None:
         return None
