@@ -176,7 +176,6 @@ def test_generated_request_ids_differ() -> None:
         ("POST", "/api/v1/auth/login/extra", DEFAULT),
         ("POST", "/api/v1/payments/p-1/submit", PAYMENT),
         ("GET", "/api/v1/payments/p-1", DEFAULT),
-        ("POST", "/api/v1/payments/p-1/submit", PAYMENT),
         ("POST", "/api/v1/payment-links", PAYMENT),
         ("POST", "/api/v1/calls/c-1/payments", PAYMENT),
         ("GET", "/api/v1/calls", DEFAULT),
