@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -10,10 +11,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from transact.kernel.sensitive import find_card_numbers
 
+# A digit run glued to letters is part of an identifier (hex ids hold long digit runs,
+# a tenth of them Luhn-valid by chance), not a card number someone wrote down.
+_IN_A_WORD = re.compile(r"[A-Za-z0-9]*[0-9][0-9 -]*[0-9][A-Za-z0-9]*")
+
 
 def card_numbers_in(blob: bytes | str) -> list[str]:
-    """Every card-like number (Luhn-valid 13-19 digits, separators allowed) in the text."""
-    return find_card_numbers(blob.decode("latin-1") if isinstance(blob, bytes) else blob)
+    """Every card-like number (Luhn-valid 13-19 digits, separators allowed) in the text,
+    except digit runs inside alphanumeric identifiers."""
+    text_ = blob.decode("latin-1") if isinstance(blob, bytes) else blob
+    found: list[str] = []
+    for token in _IN_A_WORD.finditer(text_):
+        word = token.group(0)
+        if word[0].isalpha() or word[-1].isalpha():
+            continue
+        found += find_card_numbers(word)
+    return found
 
 
 async def redis_raw_dump(url: str, namespace: str = "") -> bytes:

@@ -23,15 +23,16 @@ ServiceFactory = Callable[[Kernel], Service]
 
 def service_factories() -> dict[str, ServiceFactory]:
     """Every service that is built, by name. A service not built yet is not listed."""
-    from transact import auth, gateway
+    from transact import auth, capture, gateway
 
     # The gateway first: the first service's middleware is the outermost.
-    return {"gateway": gateway.build, "auth": auth.build}
+    return {"gateway": gateway.build, "auth": auth.build, "capture": capture.build}
 
 
 def all_metadata() -> MetaData:
     """The schema of every service, for migrations (importing a service registers its tables)."""
-    import transact.kernel.audit  # noqa: F401  (the audit chain's table)
+    import transact.kernel.audit
+    import transact.kernel.idempotency  # noqa: F401  (kernel tables beside the outbox and inbox)
 
     service_factories()
     return metadata

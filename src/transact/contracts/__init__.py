@@ -1,5 +1,18 @@
-"""Message schemas shared between services: the only thing services agree on besides HTTP."""
+"""Message schemas shared between services: the only thing services agree on besides HTTP.
 
+Every contract module is imported here, so any message on the bus decodes.
+"""
+
+from transact.contracts import calls, capture, money, payments
 from transact.contracts.base import Message, UnknownMessageType, new_id, utcnow
 
-__all__ = ["Message", "UnknownMessageType", "new_id", "utcnow"]
+__all__ = [
+    "Message",
+    "UnknownMessageType",
+    "calls",
+    "capture",
+    "money",
+    "new_id",
+    "payments",
+    "utcnow",
+]

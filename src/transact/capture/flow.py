@@ -1,0 +1,457 @@
+"""Capture's use cases: open, key, recapture, submit, cancel, expire, record the outcome.
+
+Each is one database transaction over the session row (locked), with the card
+draft in the vault and the resulting events in the outbox, so what the agent
+sees, what is stored and what is published never disagree.
+
+The vault entry of a session holds the card draft and the keypad sequence
+number that produced it, plus the draft before that message: a keypad message
+redelivered after a crash between the vault write and the commit is applied to
+the draft it was first applied to, never twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from transact.capture import domain, store
+from transact.contracts import Message, utcnow
+from transact.contracts.calls import keypad_context
+from transact.contracts.capture import (
+    CancelReason,
+    CaptureCancelled,
+    CaptureCompleted,
+    CaptureProgress,
+    CaptureStarted,
+)
+from transact.contracts.payments import PaymentRequested
+from transact.kernel import Kernel, audit
+from transact.kernel.db import add_to_outbox
+from transact.kernel.errors import ApiError, VaultError
+from transact.kernel.security import Principal
+
+# The vault entry outlives the session a little, so expiry (not TTL) decides its end.
+VAULT_MARGIN = timedelta(minutes=2)
+TERMINAL_FOR_CANCEL = ("submitted", "authorized", "declined", "failed")
+
+
+class OutOfOrder(Exception):
+    """A keypad message arrived before its predecessor; the bus redelivers it shortly."""
+
+
+@dataclass(frozen=True)
+class Draft:
+    seq: int
+    card: domain.Card
+    previous: domain.Card | None
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(
+            {
+                "seq": self.seq,
+                "card": self.card.to_bytes().decode(),
+                "previous": self.previous.to_bytes().decode() if self.previous else None,
+            }
+        ).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Draft:
+        data = json.loads(raw)
+        previous = data["previous"]
+        return cls(
+            data["seq"],
+            domain.Card.from_bytes(data["card"].encode()),
+            domain.Card.from_bytes(previous.encode()) if previous else None,
+        )
+
+
+def policy_from_dict(data: dict[str, Any]) -> domain.Policy:
+    """A tenant's policy from stored or submitted settings; bad ones are a clear 422."""
+    try:
+        return domain.Policy.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        raise ApiError(422, "invalid_policy", str(exc)) from None
+
+
+def _progress_events(row: store.Row, step: domain.Step) -> list[Message]:
+    events: list[Message] = [
+        CaptureProgress(
+            tenant_id=row.tenant_id,
+            correlation_id=row.id,
+            capture_id=row.id,
+            call_id=row.call_id,
+            agent_id=row.agent_id,
+            field=p.field,
+            event=p.event,
+            digits=p.digits,
+            complete=p.complete,
+            valid=p.valid,
+            reason=p.reason,
+            brand=p.brand.value if p.brand else None,
+            last4=p.last4,
+        )
+        for p in step.progress
+    ]
+    session = step.session
+    # Only the step that completed the last field announces it; keys after that are ignored.
+    just_completed = any(p.event == "completed" for p in step.progress)
+    if (
+        just_completed
+        and session.status is domain.SessionStatus.READY
+        and session.brand
+        and session.bin
+        and session.last4
+    ):
+        events.append(
+            CaptureCompleted(
+                tenant_id=row.tenant_id,
+                correlation_id=row.id,
+                capture_id=row.id,
+                call_id=row.call_id,
+                agent_id=row.agent_id,
+                brand=session.brand.value,
+                bin=session.bin,
+                last4=session.last4,
+            )
+        )
+    return events
+
+
+class Capture:
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+
+    async def policy(self, session: AsyncSession, tenant_id: str) -> domain.Policy:
+        stored = await store.policy_of(session, tenant_id)
+        return policy_from_dict(stored) if stored else domain.Policy()
+
+    # --- opening -------------------------------------------------------------------
+
+    async def open_phone(
+        self,
+        principal: Principal,
+        call_id: str,
+        amount: int,
+        currency: str,
+        reference: str,
+        fields: list[str] | None,
+    ) -> store.Row:
+        now = utcnow()
+        capture_id = "pay_" + secrets.token_hex(12)
+        vault_ref = "cap_" + secrets.token_urlsafe(18)
+        async with self.kernel.db.transaction() as session:
+            call = await store.call(session, call_id)
+            if call is None or call.tenant_id != principal.tenant_id:
+                raise ApiError(404, "call_not_found", "no live call with that id")
+            if call.ended:
+                raise ApiError(409, "call_ended", "that call has ended")
+            if call.agent_id != principal.id:
+                raise ApiError(403, "not_your_call", "that call is not held by you; claim it first")
+            policy = await self.policy(session, principal.tenant_id)
+            if fields is not None:
+                policy = policy_from_dict({**policy.to_dict(), "fields": fields})
+            step = domain.start(policy, now)
+            row = store.Row(
+                id=capture_id,
+                tenant_id=principal.tenant_id,
+                call_id=call_id,
+                agent_id=principal.id,
+                channel="phone",
+                amount=amount,
+                currency=currency,
+                reference=reference,
+                status="capturing",
+                cancel_reason=None,
+                state=step.session.to_dict(),
+                vault_ref=vault_ref,
+                expires_at=step.session.expires_at(),
+                created_at=now,
+                outcome=None,
+            )
+            try:
+                async with session.begin_nested():
+                    await store.insert(session, row)
+            except IntegrityError:
+                raise ApiError(
+                    409, "capture_in_progress", "this call already has a payment being captured"
+                ) from None
+            await self.kernel.vault.put(
+                principal.tenant_id,
+                Draft(0, step.card, None).to_bytes(),
+                ref=vault_ref,
+                ttl=policy.ttl.total_seconds() + VAULT_MARGIN.total_seconds(),
+            )
+            await add_to_outbox(
+                session,
+                CaptureStarted(
+                    tenant_id=row.tenant_id,
+                    correlation_id=row.id,
+                    capture_id=row.id,
+                    call_id=call_id,
+                    channel="phone",
+                    agent_id=principal.id,
+                    fields=list(policy.fields),
+                ),
+                *_progress_events(row, step),
+            )
+            await audit.append(
+                session,
+                action="capture.opened",
+                actor=principal.actor,
+                tenant_id=row.tenant_id,
+                target=row.id,
+                details={"call_id": call_id, "amount": amount, "currency": currency},
+            )
+        self.kernel.relay.notify()
+        return row
+
+    # --- keys ----------------------------------------------------------------------
+
+    async def keys(self, tenant_id: str, call_id: str, seq: int, sealed: str) -> None:
+        async with self.kernel.db.transaction() as session:
+            call = await store.call(session, call_id, lock=True)
+            last = call.keypad_seq if call else 0
+            if seq <= last:
+                return  # a redelivery of a message already applied
+            if seq > last + 1:
+                raise OutOfOrder(f"keypad {seq} before {last + 1}")
+            await store.upsert_call(session, call_id, tenant_id, keypad_seq=seq)
+            row = await store.open_for_call(session, tenant_id, call_id)
+            if row is None or row.status != "capturing" or row.expires_at <= utcnow():
+                return  # keys outside a live capture are nobody's card data: drop them
+            keys = self.kernel.vault.unseal(
+                tenant_id, base64.b64decode(sealed), keypad_context(call_id)
+            ).decode()
+            draft = Draft.from_bytes(await self.kernel.vault.get(tenant_id, row.vault_ref))
+            card = draft.previous if draft.seq == seq and draft.previous else draft.card
+            current = domain.Session.from_dict(row.state)
+            steps: list[domain.Step] = []
+            for key in keys:
+                step = domain.press(current, card, key, utcnow().date())
+                steps.append(step)
+                current, card = step.session, step.card
+            await self._store_draft(
+                row, Draft(seq, card, draft.card if draft.seq != seq else draft.previous)
+            )
+            await self._save_step(session, row, current, steps)
+        self.kernel.relay.notify()
+
+    async def _store_draft(self, row: store.Row, draft: Draft) -> None:
+        ttl = max(1.0, (row.expires_at - utcnow()).total_seconds()) + VAULT_MARGIN.total_seconds()
+        await self.kernel.vault.put(row.tenant_id, draft.to_bytes(), ref=row.vault_ref, ttl=ttl)
+
+    async def _save_step(
+        self,
+        session: AsyncSession,
+        row: store.Row,
+        current: domain.Session,
+        steps: list[domain.Step],
+    ) -> None:
+        status = {
+            domain.SessionStatus.CAPTURING: "capturing",
+            domain.SessionStatus.READY: "ready",
+            domain.SessionStatus.FAILED: "cancelled",
+        }[current.status]
+        await store.save(
+            session,
+            row.id,
+            state=current.to_dict(),
+            status=status,
+            cancel_reason="failed" if status == "cancelled" else None,
+        )
+        events: list[Message] = []
+        for step in steps:
+            events += _progress_events(row, step)
+        if status == "cancelled":
+            await self.kernel.vault.delete(row.tenant_id, row.vault_ref)
+            events.append(
+                CaptureCancelled(
+                    tenant_id=row.tenant_id,
+                    correlation_id=row.id,
+                    capture_id=row.id,
+                    call_id=row.call_id,
+                    agent_id=row.agent_id,
+                    reason="failed",
+                )
+            )
+        await add_to_outbox(session, *events)
+
+    # --- agent actions ---------------------------------------------------------------
+
+    async def _mine(
+        self, session: AsyncSession, principal: Principal, capture_id: str
+    ) -> store.Row:
+        row = await store.get(session, capture_id, lock=True)
+        if row is None or not principal.may_read(row.tenant_id, row.agent_id):
+            raise ApiError(404, "not_found", "no such payment")
+        return row
+
+    async def view(self, principal: Principal, capture_id: str) -> store.Row:
+        async with self.kernel.db.transaction() as session:
+            row = await store.get(session, capture_id)
+        if row is None or not principal.may_read(row.tenant_id, row.agent_id):
+            raise ApiError(404, "not_found", "no such payment")
+        return row
+
+    async def recapture(self, principal: Principal, capture_id: str, field: str) -> store.Row:
+        async with self.kernel.db.transaction() as session:
+            row = await self._mine(session, principal, capture_id)
+            if row.status not in store.OPEN:
+                raise ApiError(409, "not_capturing", f"the payment is {row.status}")
+            current = domain.Session.from_dict(row.state)
+            if field not in current.policy.fields:
+                raise ApiError(
+                    422, "unknown_field", f"field must be one of {', '.join(current.policy.fields)}"
+                )
+            draft = Draft.from_bytes(await self._draft(row))
+            try:
+                step = domain.recapture(current, draft.card, field)
+            except ValueError as exc:
+                raise ApiError(409, "cannot_recapture", str(exc)) from None
+            await self._store_draft(row, Draft(draft.seq, step.card, draft.previous))
+            await self._save_step(session, row, step.session, [step])
+            await audit.append(
+                session,
+                action="capture.recapture",
+                actor=principal.actor,
+                tenant_id=row.tenant_id,
+                target=row.id,
+                details={"field": field},
+            )
+        self.kernel.relay.notify()
+        return await self.view(principal, capture_id)
+
+    async def _draft(self, row: store.Row) -> bytes:
+        try:
+            return await self.kernel.vault.get(row.tenant_id, row.vault_ref)
+        except VaultError:
+            raise ApiError(
+                410, "capture_expired", "the card details are gone; start again"
+            ) from None
+
+    async def submit(self, principal: Principal, capture_id: str) -> store.Row:
+        async with self.kernel.db.transaction() as session:
+            row = await self._mine(session, principal, capture_id)
+            if row.status == "submitted" or row.status in TERMINAL_FOR_CANCEL:
+                return row  # submitting twice asks for one payment
+            if row.status != "ready":
+                raise ApiError(
+                    409,
+                    "not_ready",
+                    "every field must be complete and valid first"
+                    if row.status == "capturing"
+                    else f"the payment is {row.status}",
+                )
+            draft = Draft.from_bytes(await self._draft(row))
+            # The PSP adapter gets its own single-use entry; the session's draft is gone.
+            payment_ref = await self.kernel.vault.put(
+                row.tenant_id, draft.card.to_bytes(), ttl=VAULT_MARGIN.total_seconds() * 5
+            )
+            await self.kernel.vault.delete(row.tenant_id, row.vault_ref)
+            await store.save(session, row.id, status="submitted")
+            await add_to_outbox(
+                session,
+                PaymentRequested(
+                    tenant_id=row.tenant_id,
+                    correlation_id=row.id,
+                    payment_id=row.id,
+                    capture_id=row.id,
+                    amount=row.amount,
+                    currency=row.currency,
+                    reference=row.reference,
+                    channel=row.channel,
+                    agent_id=row.agent_id,
+                    vault_ref=payment_ref,
+                    idempotency_key=f"{row.id}:authorize",
+                ),
+            )
+            await audit.append(
+                session,
+                action="payment.submitted",
+                actor=principal.actor,
+                tenant_id=row.tenant_id,
+                target=row.id,
+                details={"amount": row.amount, "currency": row.currency},
+            )
+        self.kernel.relay.notify()
+        return await self.view(principal, capture_id)
+
+    async def cancel(self, principal: Principal, capture_id: str) -> store.Row:
+        async with self.kernel.db.transaction() as session:
+            row = await self._mine(session, principal, capture_id)
+            if row.status in TERMINAL_FOR_CANCEL:
+                raise ApiError(
+                    409,
+                    "already_submitted",
+                    f"the payment is {row.status}; refund or void it instead",
+                )
+            if row.status in store.OPEN:
+                await self._end(session, row, "cancelled", "agent")
+                await audit.append(
+                    session,
+                    action="capture.cancelled",
+                    actor=principal.actor,
+                    tenant_id=row.tenant_id,
+                    target=row.id,
+                )
+        self.kernel.relay.notify()
+        return await self.view(principal, capture_id)
+
+    async def _end(
+        self, session: AsyncSession, row: store.Row, status: str, reason: CancelReason
+    ) -> None:
+        await self.kernel.vault.delete(row.tenant_id, row.vault_ref)
+        await store.save(session, row.id, status=status, cancel_reason=reason)
+        await add_to_outbox(
+            session,
+            CaptureCancelled(
+                tenant_id=row.tenant_id,
+                correlation_id=row.id,
+                capture_id=row.id,
+                call_id=row.call_id,
+                agent_id=row.agent_id,
+                reason=reason,
+            ),
+        )
+
+    # --- facts from other services ---------------------------------------------------
+
+    async def call_assigned(self, tenant_id: str, call_id: str, agent_id: str) -> None:
+        async with self.kernel.db.transaction() as session:
+            await store.upsert_call(session, call_id, tenant_id, agent_id=agent_id)
+            row = await store.open_for_call(session, tenant_id, call_id)
+            if row is not None and row.agent_id != agent_id:
+                # A transfer: the capture goes with the call to the agent who now holds it.
+                await store.save(session, row.id, agent_id=agent_id)
+
+    async def call_ended(self, tenant_id: str, call_id: str) -> None:
+        async with self.kernel.db.transaction() as session:
+            await store.upsert_call(session, call_id, tenant_id, ended=True)
+            row = await store.open_for_call(session, tenant_id, call_id)
+            if row is not None:
+                await self._end(session, row, "cancelled", "call_ended")
+        self.kernel.relay.notify()
+
+    async def expire_overdue(self, now: datetime | None = None) -> int:
+        async with self.kernel.db.transaction() as session:
+            rows = await store.overdue(session, now or utcnow())
+            for row in rows:
+                await self._end(session, row, "expired", "expired")
+        if rows:
+            self.kernel.relay.notify()
+        return len(rows)
+
+    async def outcome(self, payment_id: str, status: str, outcome: dict[str, Any]) -> None:
+        async with self.kernel.db.transaction() as session:
+            row = await store.get(session, payment_id, lock=True)
+            if row is None or row.status != "submitted":
+                return  # not ours, or already recorded
+            await store.save(session, row.id, status=status, outcome=outcome)

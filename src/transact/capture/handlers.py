@@ -1,0 +1,50 @@
+"""Capture's bus consumers: keys, call facts and payment outcomes."""
+
+from __future__ import annotations
+
+from transact.capture.flow import Capture
+from transact.contracts import Message
+from transact.contracts.calls import CallAssigned, CallEnded, CallKeypad
+from transact.contracts.payments import PaymentAuthorized, PaymentDeclined, PaymentFailed
+from transact.kernel import Service
+
+OUTCOMES = {
+    PaymentAuthorized.topic: "authorized",
+    PaymentDeclined.topic: "declined",
+    PaymentFailed.topic: "failed",
+}
+
+
+def subscribe(service: Service, capture: Capture) -> None:
+    async def on_keypad(message: Message) -> None:
+        assert isinstance(message, CallKeypad)
+        await capture.keys(message.tenant_id, message.call_id, message.seq, message.sealed)
+
+    async def on_assigned(message: Message) -> None:
+        assert isinstance(message, CallAssigned)
+        await capture.call_assigned(message.tenant_id, message.call_id, message.agent_id)
+
+    async def on_ended(message: Message) -> None:
+        assert isinstance(message, CallEnded)
+        await capture.call_ended(message.tenant_id, message.call_id)
+
+    async def on_outcome(message: Message) -> None:
+        assert isinstance(message, PaymentAuthorized | PaymentDeclined | PaymentFailed)
+        await capture.outcome(
+            message.payment_id,
+            OUTCOMES[message.topic],
+            {
+                "connector": message.connector,
+                "psp_reference": message.psp_reference,
+                "decline_code": message.decline_code,
+                "attempts": message.attempts,
+            },
+        )
+
+    # Every handler is idempotent by its own rules (keypad sequence numbers, state
+    # checks), so at-least-once delivery needs no inbox here.
+    service.subscribe(CallKeypad.topic, on_keypad)
+    service.subscribe(CallAssigned.topic, on_assigned)
+    service.subscribe(CallEnded.topic, on_ended)
+    for topic in OUTCOMES:
+        service.subscribe(topic, on_outcome)

@@ -1,0 +1,40 @@
+"""Payment commands and outcomes between capture and the PSP adapter."""
+
+from __future__ import annotations
+
+from transact.contracts.base import Message
+
+
+class PaymentRequested(Message):
+    """Authorize this payment with the card sealed in the vault under `vault_ref` (single use)."""
+
+    topic = "payment.requested"
+    payment_id: str
+    capture_id: str
+    amount: int
+    currency: str
+    reference: str
+    channel: str
+    agent_id: str | None
+    vault_ref: str
+    idempotency_key: str
+
+
+class _Outcome(Message):
+    payment_id: str
+    connector: str | None = None
+    psp_reference: str | None = None
+    decline_code: str | None = None
+    attempts: int = 0
+
+
+class PaymentAuthorized(_Outcome):
+    topic = "payment.authorized"
+
+
+class PaymentDeclined(_Outcome):
+    topic = "payment.declined"
+
+
+class PaymentFailed(_Outcome):
+    topic = "payment.failed"
