@@ -1,0 +1,112 @@
+"""What every connector shares: the orders it turns into requests, the one result shape,
+and the declaration the adapter core routes by.
+
+A connector is pure: it builds an `HttpCall` and parses the answer. The adapter
+core sends the call (httpx, timeouts, circuit breakers) and decides about
+failover; a connector knows nothing of routing, settings or other connectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from transact.kernel.sensitive import Pan, SensitiveStr
+
+
+class Outcome(StrEnum):
+    APPROVED = "approved"
+    DECLINED = "declined"
+    PENDING = "pending"  # e.g. a 3-D Secure challenge is required
+    ERROR = "error"
+
+
+class DeclineCode(StrEnum):
+    """Normalized reasons, whatever each provider calls them."""
+
+    CARD_DECLINED = "card_declined"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    INCORRECT_CVC = "incorrect_cvc"
+    EXPIRED_CARD = "expired_card"
+    DO_NOT_HONOR = "do_not_honor"
+    PROCESSING_ERROR = "processing_error"
+    AUTHENTICATION_REQUIRED = "authentication_required"
+    INVALID_REQUEST = "invalid_request"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True)
+class Card:
+    pan: Pan
+    expiry_month: int
+    expiry_year: int  # four digits
+    cvv: SensitiveStr | None = None
+    holder: str | None = None
+
+
+@dataclass(frozen=True)
+class Order:
+    """One money movement, in minor units. `reference` is ours and unique per payment:
+    providers store it, so the core can later ask for the payment by it."""
+
+    reference: str
+    amount: int
+    currency: str
+    idempotency_key: str
+    capture: bool = True  # a sale; False authorizes only
+    card: Card | None = None
+    token: str | None = None  # a stored PSP token instead of a card
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class HttpCall:
+    method: str
+    path: str  # joined to the connector's base URL by the core
+    headers: Mapping[str, str] = field(default_factory=dict)
+    json: Any = None
+    form: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class PspResult:
+    outcome: Outcome
+    psp_reference: str | None = None
+    decline_code: DeclineCode | None = None
+    message: str | None = None  # the provider's words, for operators; never card data
+    may_retry_elsewhere: bool = False  # True only when this PSP provably did not charge
+    http_status: int | None = None
+    amount: int | None = None  # what the PSP says was authorized/captured/refunded
+    token: str | None = None  # from tokenize
+    action: Mapping[str, Any] | None = None  # e.g. where the 3-D Secure challenge lives
+
+
+class Connector(Protocol):
+    """Each verb is a pair: `<verb>_call(...) -> HttpCall` and `parse_<verb>(status, body)`."""
+
+    name: str
+    base_url: str  # where the core sends this connector's calls
+    brands: frozenset[str]
+    currencies: frozenset[str] | None  # None: any ISO 4217 currency
+
+    def authorize_call(self, order: Order) -> HttpCall: ...
+    def parse_authorize(self, status: int, body: Any) -> PspResult: ...
+    def capture_call(self, psp_reference: str, amount: int, currency: str,
+                     idempotency_key: str) -> HttpCall: ...
+    def parse_capture(self, status: int, body: Any) -> PspResult: ...
+    def void_call(self, psp_reference: str, idempotency_key: str) -> HttpCall: ...
+    def parse_void(self, status: int, body: Any) -> PspResult: ...
+    def refund_call(self, psp_reference: str, amount: int, currency: str,
+                    idempotency_key: str) -> HttpCall: ...
+    def parse_refund(self, status: int, body: Any) -> PspResult: ...
+    def verify_call(self, order: Order) -> HttpCall: ...
+    def parse_verify(self, status: int, body: Any) -> PspResult: ...
+    def tokenize_call(self, card: Card, reference: str, idempotency_key: str) -> HttpCall: ...
+    def parse_tokenize(self, status: int, body: Any) -> PspResult: ...
+    def status_call(self, reference: str, psp_reference: str | None) -> HttpCall: ...
+    def parse_status(self, status: int, body: Any) -> PspResult: ...
+    def scrub(self, transcript: Any) -> Any: ...
