@@ -351,6 +351,7 @@ class Capture:
                     else f"the payment is {row.status}",
                 )
             draft = Draft.from_bytes(await self._draft(row))
+            state = domain.Session.from_dict(row.state)
             # The PSP adapter gets its own single-use entry; the session's draft is gone.
             payment_ref = await self.kernel.vault.put(
                 row.tenant_id, draft.card.to_bytes(), ttl=VAULT_MARGIN.total_seconds() * 5
@@ -370,6 +371,7 @@ class Capture:
                     channel=row.channel,
                     agent_id=row.agent_id,
                     vault_ref=payment_ref,
+                brand=state.brand.value if state.brand else None,
                     idempotency_key=f"{row.id}:authorize",
                 ),
             )
@@ -455,3 +457,12 @@ class Capture:
             if row is None or row.status != "submitted":
                 return  # not ours, or already recorded
             await store.save(session, row.id, status=status, outcome=outcome)
+
+    async def refunded(self, payment_id: str, refunded_total: int, fully: bool) -> None:
+        async with self.kernel.db.transaction() as session:
+            row = await store.get(session, payment_id, lock=True)
+            if row is None or row.status not in ("authorized", "partially_refunded"):
+                return
+            outcome = {**(row.outcome or {}), "refunded": refunded_total}
+            await store.save(session, row.id, outcome=outcome,
+                             status="refunded" if fully else "partially_refunded")

@@ -5,7 +5,12 @@ from __future__ import annotations
 from transact.capture.flow import Capture
 from transact.contracts import Message
 from transact.contracts.calls import CallAssigned, CallEnded, CallKeypad
-from transact.contracts.payments import PaymentAuthorized, PaymentDeclined, PaymentFailed
+from transact.contracts.payments import (
+    PaymentAuthorized,
+    PaymentDeclined,
+    PaymentFailed,
+    PaymentRefunded,
+)
 from transact.kernel import Service
 
 OUTCOMES = {
@@ -41,6 +46,10 @@ def subscribe(service: Service, capture: Capture) -> None:
             },
         )
 
+    async def on_refunded(message: Message) -> None:
+        assert isinstance(message, PaymentRefunded)
+        await capture.refunded(message.payment_id, message.refunded_total, message.fully)
+
     # Every handler is idempotent by its own rules (keypad sequence numbers, state
     # checks), so at-least-once delivery needs no inbox here.
     service.subscribe(CallKeypad.topic, on_keypad)
@@ -48,3 +57,4 @@ def subscribe(service: Service, capture: Capture) -> None:
     service.subscribe(CallEnded.topic, on_ended)
     for topic in OUTCOMES:
         service.subscribe(topic, on_outcome)
+    service.subscribe(PaymentRefunded.topic, on_refunded)

@@ -6,7 +6,11 @@ from transact.contracts.base import Message
 
 
 class PaymentRequested(Message):
-    """Authorize this payment with the card sealed in the vault under `vault_ref` (single use)."""
+    """Authorize this payment with the card sealed in the vault under `vault_ref` (single use).
+
+    The vault entry is a JSON object of digit strings: `pan`, `expiry` (MMYY), `cvv`
+    and, where the tenant asks for it, `postcode`.
+    """
 
     topic = "payment.requested"
     payment_id: str
@@ -18,6 +22,7 @@ class PaymentRequested(Message):
     agent_id: str | None
     vault_ref: str
     idempotency_key: str
+    brand: str | None = None
 
 
 class _Outcome(Message):
@@ -38,3 +43,13 @@ class PaymentDeclined(_Outcome):
 
 class PaymentFailed(_Outcome):
     topic = "payment.failed"
+
+
+class PaymentRefunded(Message):
+    topic = "payment.refunded"
+    payment_id: str
+    amount: int
+    refunded_total: int
+    fully: bool
+    connector: str
+    psp_reference: str | None = None
