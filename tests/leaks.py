@@ -13,7 +13,7 @@ from transact.kernel.sensitive import find_card_numbers
 
 # A digit run glued to letters is part of an identifier (hex ids hold long digit runs,
 # a tenth of them Luhn-valid by chance), not a card number someone wrote down.
-_IN_A_WORD = re.compile(r"[A-Za-z0-9]*[0-9][0-9 -]*[0-9][A-Za-z0-9]*")
+_IN_A_WORD = re.compile(r"[A-Za-z0-9_]*[0-9][0-9 -]*[0-9][A-Za-z0-9_]*")
 
 
 def card_numbers_in(blob: bytes | str) -> list[str]:
@@ -23,7 +23,7 @@ def card_numbers_in(blob: bytes | str) -> list[str]:
     found: list[str] = []
     for token in _IN_A_WORD.finditer(text_):
         word = token.group(0)
-        if word[0].isalpha() or word[-1].isalpha():
+        if not (word[0].isdigit() and word[-1].isdigit()):
             continue
         found += find_card_numbers(word)
     return found

@@ -153,6 +153,28 @@ def keygen() -> None:
     out.print(base64.b64encode(os.urandom(32)).decode(), highlight=False)
 
 
+@app.command("psp-sim")
+def psp_sim(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8099,
+) -> None:
+    """Run the PSP simulator: Stripe, Adyen, Checkout.com and sandbox APIs, for tests."""
+    import uvicorn
+
+    from transact.kernel.logging import configure_logging
+    from transact.psp.simulator import create_simulator_app
+
+    url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"  # noqa: S104
+    out.print(
+        f"PSP simulator at {url}  (charges {url}/_sim/charges, faults POST {url}/_sim/faults)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    # The same logging wall as every other process; request paths carry references only.
+    configure_logging("INFO", json=False)
+    uvicorn.run(create_simulator_app(), host=host, port=port, log_config=None, server_header=False)
+
+
 admin = typer.Typer(help="Manage tenants, users and API clients.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 app.add_typer(admin, name="admin")

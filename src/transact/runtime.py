@@ -23,10 +23,15 @@ ServiceFactory = Callable[[Kernel], Service]
 
 def service_factories() -> dict[str, ServiceFactory]:
     """Every service that is built, by name. A service not built yet is not listed."""
-    from transact import auth, capture, gateway
+    from transact import auth, capture, gateway, psp
 
     # The gateway first: the first service's middleware is the outermost.
-    return {"gateway": gateway.build, "auth": auth.build, "capture": capture.build}
+    return {
+        "gateway": gateway.build,
+        "auth": auth.build,
+        "capture": capture.build,
+        "psp": psp.build,
+    }
 
 
 def all_metadata() -> MetaData:

@@ -371,7 +371,7 @@ class Capture:
                     channel=row.channel,
                     agent_id=row.agent_id,
                     vault_ref=payment_ref,
-                brand=state.brand.value if state.brand else None,
+                    brand=state.brand.value if state.brand else None,
                     idempotency_key=f"{row.id}:authorize",
                 ),
             )
@@ -464,5 +464,9 @@ class Capture:
             if row is None or row.status not in ("authorized", "partially_refunded"):
                 return
             outcome = {**(row.outcome or {}), "refunded": refunded_total}
-            await store.save(session, row.id, outcome=outcome,
-                             status="refunded" if fully else "partially_refunded")
+            await store.save(
+                session,
+                row.id,
+                outcome=outcome,
+                status="refunded" if fully else "partially_refunded",
+            )

@@ -1,0 +1,28 @@
+"""PSP adapter: routes each payment to a provider, fails over only when that is safe."""
+
+from __future__ import annotations
+
+from transact.kernel import Kernel, Service
+from transact.psp import handlers
+from transact.psp.api import build_router
+from transact.psp.flow import Psp
+from transact.psp.simulator import create_simulator_app
+
+__all__ = ["Psp", "build"]
+
+RECONCILE_SECONDS = 30.0
+
+
+def build(kernel: Kernel) -> Service:
+    psp = Psp(kernel, sandbox_app=create_simulator_app())
+    service = Service(name="psp", routers=[build_router(kernel, psp)])
+    handlers.subscribe(service, psp)
+
+    async def start() -> None:
+        # Payments left mid-flight by a crash are resolved by asking, never by resending.
+        await psp.reconcile()
+
+    service.on_start.append(start)
+    service.on_stop.append(psp.close)
+    service.every(RECONCILE_SECONDS, psp.reconcile, "reconcile")
+    return service

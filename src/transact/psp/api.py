@@ -1,0 +1,122 @@
+"""The PSP adapter's HTTP face: tenant routing, refunds, the attempts behind a payment."""
+
+# No `from __future__ import annotations`: FastAPI must see the closures used in Depends().
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Response
+from pydantic import BaseModel, ConfigDict, StrictInt
+
+from transact.kernel import Kernel, idempotency
+from transact.kernel.errors import ApiError
+from transact.kernel.security import Principal, Role, Scope, require
+from transact.psp import store
+from transact.psp.flow import Psp
+
+
+class RefundRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: StrictInt | None = None
+
+
+class RoutingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: str = "sale"
+    routes: list[dict[str, Any]]
+    credentials: dict[str, dict[str, str]] | None = None
+    options: dict[str, dict[str, str]] | None = None
+
+
+def describe(payment: store.Payment) -> dict[str, Any]:
+    return {
+        "id": payment.id,
+        "status": payment.status,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "authorized": payment.authorized_amount,
+        "captured": payment.captured_amount,
+        "refunded": payment.refunded_amount,
+        "outcome": {
+            "connector": payment.connector,
+            "psp_reference": payment.psp_reference,
+            "decline_code": payment.decline_code,
+            "attempts": payment.attempts,
+        },
+    }
+
+
+def build_router(kernel: Kernel, psp: Psp) -> APIRouter:
+    router = APIRouter(tags=["payments"])
+    auth = kernel.authenticator
+    admin = require(auth, Role.ADMIN)
+    supervisor = require(auth, Role.SUPERVISOR, Role.ADMIN)
+    mover = require(auth, Role.AGENT, Role.SUPERVISOR, Role.ADMIN, scope=Scope.PAYMENTS_WRITE)
+
+    @router.put("/api/v1/psp/routes")
+    async def set_routes(
+        body: RoutingRequest, principal: Annotated[Principal, Depends(admin)]
+    ) -> dict[str, Any]:
+        return await psp.set_setup(principal, body.model_dump())
+
+    @router.get("/api/v1/psp/routes")
+    async def get_routes(principal: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+        setup = await psp.setup(principal.tenant_id)
+        return {
+            "mode": "sale" if setup.capture else "auth",
+            "routes": [r.to_dict() for r in setup.routes],
+            "options": setup.options,
+            "credentials_for": sorted(setup.credentials),
+        }
+
+    @router.post("/api/v1/payments/{payment_id}/refund")
+    async def refund(
+        payment_id: str,
+        body: RefundRequest,
+        response: Response,
+        principal: Annotated[Principal, Depends(mover)],
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        claim = None
+        if idempotency_key is not None:
+            outcome = await idempotency.claim(
+                kernel.db,
+                "psp.refund",
+                principal.tenant_id,
+                idempotency_key,
+                idempotency.fingerprint(payment_id, body.model_dump()),
+            )
+            if isinstance(outcome, idempotency.Replay):
+                response.status_code = outcome.status
+                response.headers["Idempotent-Replayed"] = "true"
+                return dict(outcome.body)
+            claim = outcome
+        try:
+            answer = describe(await psp.refund(principal, payment_id[:64], body.amount))
+        except Exception:
+            if claim is not None:
+                await claim.release(kernel.db)
+            raise
+        if claim is not None:
+            async with kernel.db.transaction() as session:
+                await claim.complete(session, 200, answer)
+        return answer
+
+    @router.get("/api/v1/payments/{payment_id}/attempts")
+    async def attempts(
+        payment_id: str, principal: Annotated[Principal, Depends(supervisor)]
+    ) -> list[dict[str, Any]]:
+        async with kernel.db.transaction() as session:
+            payment = await store.payment(session, payment_id[:64])
+            if payment is None or payment.tenant_id != principal.tenant_id:
+                raise ApiError(404, "not_found", "no such payment")
+            rows = await store.attempts_of(session, payment.id)
+        return [
+            {
+                k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                for k, v in row.items()
+                if k not in ("id", "transcript")
+            }
+            for row in rows
+        ]
+
+    return router

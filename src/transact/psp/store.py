@@ -1,0 +1,217 @@
+"""The PSP adapter's tables: payments, every attempt, tenants' routes. Never card data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from transact.contracts import utcnow
+from transact.kernel.db import metadata
+
+payments = Table(
+    "psp_payments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False, index=True),
+    Column("capture_id", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reference", String(128), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("agent_id", String(64), nullable=True),
+    Column("brand", String(16), nullable=True),
+    Column("status", String(24), nullable=False, index=True),
+    Column("connector", String(32), nullable=True),
+    Column("psp_reference", String(128), nullable=True),
+    Column("decline_code", String(32), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("authorized_amount", BigInteger, nullable=False, default=0),
+    Column("captured_amount", BigInteger, nullable=False, default=0),
+    Column("refunded_amount", BigInteger, nullable=False, default=0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+attempts = Table(
+    "psp_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("payment_id", String(64), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
+    Column("operation", String(16), nullable=False),
+    Column("connector", String(32), nullable=False),
+    Column("idempotency_key", String(160), nullable=False),
+    Column("outcome", String(16), nullable=False),  # "sending" until the answer is in
+    Column("decline_code", String(32), nullable=True),
+    Column("http_status", Integer, nullable=True),
+    Column("psp_reference", String(128), nullable=True),
+    Column("latency_ms", Integer, nullable=True),
+    Column("transcript", Text, nullable=True),  # scrubbed by the connector
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("payment_id", "seq", name="uq_psp_attempts_payment_seq"),
+)
+
+routes = Table(
+    "psp_routes",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("routes", Text, nullable=False),
+    Column("credentials", LargeBinary, nullable=True),  # sealed with the tenant's key
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Payment:
+    id: str
+    tenant_id: str
+    capture_id: str
+    amount: int
+    currency: str
+    reference: str
+    channel: str
+    agent_id: str | None
+    brand: str | None
+    status: str
+    connector: str | None
+    psp_reference: str | None
+    decline_code: str | None
+    attempts: int
+    authorized_amount: int
+    captured_amount: int
+    refunded_amount: int
+    created_at: datetime
+    updated_at: datetime
+
+
+def _payment(row: Any) -> Payment:
+    values = dict(row._mapping)
+    values["created_at"] = _utc(values["created_at"])
+    values["updated_at"] = _utc(values["updated_at"])
+    return Payment(**values)
+
+
+async def insert_payment(session: AsyncSession, **values: Any) -> None:
+    now = utcnow()
+    await session.execute(
+        payments.insert().values(
+            created_at=now,
+            updated_at=now,
+            attempts=0,
+            authorized_amount=0,
+            captured_amount=0,
+            refunded_amount=0,
+            **values,
+        )
+    )
+
+
+async def payment(session: AsyncSession, payment_id: str, *, lock: bool = False) -> Payment | None:
+    query = select(payments).where(payments.c.id == payment_id)
+    if lock:
+        query = query.with_for_update()
+    row = (await session.execute(query)).first()
+    return _payment(row) if row else None
+
+
+async def save_payment(session: AsyncSession, payment_id: str, **values: Any) -> None:
+    await session.execute(
+        update(payments).where(payments.c.id == payment_id).values(updated_at=utcnow(), **values)
+    )
+
+
+async def stuck(session: AsyncSession, older_than: datetime, limit: int = 50) -> list[Payment]:
+    rows = (
+        await session.execute(
+            select(payments)
+            .where(payments.c.status == "submitted", payments.c.updated_at < older_than)
+            .limit(limit)
+        )
+    ).all()
+    return [_payment(r) for r in rows]
+
+
+async def next_seq(session: AsyncSession, payment_id: str) -> int:
+    current = await session.scalar(
+        select(func.max(attempts.c.seq)).where(attempts.c.payment_id == payment_id)
+    )
+    return int(current or 0) + 1
+
+
+async def start_attempt(
+    session: AsyncSession, payment_id: str, operation: str, connector: str, idempotency_key: str
+) -> int:
+    seq = await next_seq(session, payment_id)
+    await session.execute(
+        attempts.insert().values(
+            payment_id=payment_id,
+            seq=seq,
+            operation=operation,
+            connector=connector,
+            idempotency_key=idempotency_key,
+            outcome="sending",
+            started_at=utcnow(),
+        )
+    )
+    return seq
+
+
+async def finish_attempt(session: AsyncSession, payment_id: str, seq: int, **values: Any) -> None:
+    if "transcript" in values and values["transcript"] is not None:
+        values["transcript"] = json.dumps(values["transcript"], default=str)
+    await session.execute(
+        update(attempts)
+        .where(attempts.c.payment_id == payment_id, attempts.c.seq == seq)
+        .values(**values)
+    )
+
+
+async def attempts_of(session: AsyncSession, payment_id: str) -> list[dict[str, Any]]:
+    rows = (
+        await session.execute(
+            select(attempts).where(attempts.c.payment_id == payment_id).order_by(attempts.c.seq)
+        )
+    ).all()
+    return [dict(r._mapping) for r in rows]
+
+
+async def routes_of(
+    session: AsyncSession, tenant_id: str
+) -> tuple[dict[str, Any], bytes | None] | None:
+    """The tenant's `{"mode", "routes"}` and its sealed credentials, if configured."""
+    row = (await session.execute(select(routes).where(routes.c.tenant_id == tenant_id))).first()
+    return (json.loads(row.routes), row.credentials) if row else None
+
+
+async def set_routes(
+    session: AsyncSession, tenant_id: str, config: dict[str, Any], credentials: bytes | None
+) -> None:
+    values = {"routes": json.dumps(config), "credentials": credentials, "updated_at": utcnow()}
+    if await routes_of(session, tenant_id) is None:
+        await session.execute(routes.insert().values(tenant_id=tenant_id, **values))
+    else:
+        await session.execute(
+            update(routes).where(routes.c.tenant_id == tenant_id).values(**values)
+        )
