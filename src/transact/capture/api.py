@@ -90,33 +90,23 @@ def build_router(kernel: Kernel, capture: Capture) -> APIRouter:
             raise ApiError(
                 422, "invalid_amount" if "amount" in problem else "invalid_currency", problem
             )
-        claim = None
-        if idempotency_key is not None:
-            outcome = await idempotency.claim(
-                kernel.db,
-                "capture.open",
-                principal.tenant_id,
-                idempotency_key,
-                idempotency.fingerprint(principal.id, call_id, body.model_dump()),
-            )
-            if isinstance(outcome, idempotency.Replay):
-                response.status_code = outcome.status
-                response.headers["Idempotent-Replayed"] = "true"
-                return dict(outcome.body)
-            claim = outcome
-        try:
+
+        async def work() -> dict[str, Any]:
             row = await capture.open_phone(
                 principal, call_id[:128], body.amount, body.currency, body.reference, body.fields
             )
-        except Exception:
-            if claim is not None:
-                await claim.release(kernel.db)
-            raise
-        answer = describe(row)
-        if claim is not None:
-            async with kernel.db.transaction() as session:
-                await claim.complete(session, 201, answer)
-        return answer
+            return describe(row)
+
+        return await idempotency.answer_once(
+            kernel.db,
+            "capture.open",
+            principal.tenant_id,
+            idempotency_key,
+            idempotency.fingerprint(principal.id, call_id, body.model_dump()),
+            response,
+            work,
+            201,
+        )
 
     @router.get("/api/v1/payments/{payment_id}")
     async def get_payment(

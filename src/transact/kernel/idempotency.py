@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import Column, DateTime, Integer, String, Table, Text, and_, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
 
 from transact.contracts import utcnow
 from transact.kernel.db import Database, metadata
@@ -143,3 +145,35 @@ async def claim(
             update(idempotency_keys).where(this._where()).values(created_at=utcnow())
         )
     return this
+
+
+async def answer_once(
+    db: Database,
+    scope: str,
+    tenant_id: str,
+    key: str | None,
+    print_: str,
+    response: Response,
+    work: Callable[[], Awaitable[dict[str, Any]]],
+    status: int,
+) -> dict[str, Any]:
+    """Run `work` for a request that may carry an Idempotency-Key, with Stripe's rules.
+
+    Without a key the work simply runs. With one, a repeat replays the stored answer
+    (marked `Idempotent-Replayed: true`) and a failure frees the key for a retry.
+    """
+    if key is None:
+        return await work()
+    outcome = await claim(db, scope, tenant_id, key, print_)
+    if isinstance(outcome, Replay):
+        response.status_code = outcome.status
+        response.headers["Idempotent-Replayed"] = "true"
+        return dict(outcome.body)
+    try:
+        answer = await work()
+    except Exception:
+        await outcome.release(db)
+        raise
+    async with db.transaction() as session:
+        await outcome.complete(session, status, answer)
+    return answer

@@ -76,30 +76,19 @@ def build_router(kernel: Kernel, psp: Psp) -> APIRouter:
         principal: Annotated[Principal, Depends(mover)],
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
-        claim = None
-        if idempotency_key is not None:
-            outcome = await idempotency.claim(
-                kernel.db,
-                "psp.refund",
-                principal.tenant_id,
-                idempotency_key,
-                idempotency.fingerprint(payment_id, body.model_dump()),
-            )
-            if isinstance(outcome, idempotency.Replay):
-                response.status_code = outcome.status
-                response.headers["Idempotent-Replayed"] = "true"
-                return dict(outcome.body)
-            claim = outcome
-        try:
-            answer = describe(await psp.refund(principal, payment_id[:64], body.amount))
-        except Exception:
-            if claim is not None:
-                await claim.release(kernel.db)
-            raise
-        if claim is not None:
-            async with kernel.db.transaction() as session:
-                await claim.complete(session, 200, answer)
-        return answer
+        async def work() -> dict[str, Any]:
+            return describe(await psp.refund(principal, payment_id[:64], body.amount))
+
+        return await idempotency.answer_once(
+            kernel.db,
+            "psp.refund",
+            principal.tenant_id,
+            idempotency_key,
+            idempotency.fingerprint(payment_id, body.model_dump()),
+            response,
+            work,
+            200,
+        )
 
     @router.get("/api/v1/payments/{payment_id}/attempts")
     async def attempts(
