@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -114,11 +115,22 @@ class Desk:
         return [m for m in self.published if m.topic == topic]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def desk(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Desk]:
+D = TypeVar("D", bound=Desk)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    kind: type[D],
+    services: list[str],
+    topics: tuple[str, ...],
+) -> AsyncIterator[D]:
+    """`services` running on the engine the test is parametrized with, one tenant made,
+    every message of `topics` recorded."""
     admin_url = ""
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/capture.db"
+        url = f"sqlite+aiosqlite:///{tmp_path}/transact.db"
     else:
         admin_url = request.getfixturevalue("postgres_admin_url")
         url = await create_database(admin_url)
@@ -129,29 +141,38 @@ async def desk(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         rate_limit_scale=0,
         outbox_poll_interval=0.02,
     )
-    kernel, app = runtime.build(settings, ["gateway", "auth", "capture"])
+    kernel, app = runtime.build(settings, services)
     await kernel.db.migrate()
-    d = Desk(app, kernel, None)  # type: ignore[arg-type]
+    d = kind(app, kernel, None)  # type: ignore[arg-type]
 
     async def record(message: Message) -> None:
         d.published.append(message)
 
-    for topic in (
+    for topic in topics:
+        kernel.bus.subscribe(topic, "test-observer", record)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+                d.client = c
+                tenant = await Accounts(kernel, SigningKeys(kernel)).create_tenant(
+                    "shop", mfa_required=False
+                )
+                d.tenant_id = tenant.id
+                yield d
+    finally:
+        if admin_url:
+            await drop_database(admin_url, url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def desk(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Desk]:
+    topics = (
         "capture.started",
         "capture.progress",
         "capture.completed",
         "capture.cancelled",
         "payment.requested",
-    ):
-        kernel.bus.subscribe(topic, "test-observer", record)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
-            d.client = c
-            tenant = await Accounts(kernel, SigningKeys(kernel)).create_tenant(
-                "shop", mfa_required=False
-            )
-            d.tenant_id = tenant.id
-            yield d
-    if admin_url:
-        await drop_database(admin_url, url)
+    )
+    async with running(request, tmp_path, Desk, ["gateway", "auth", "capture"], topics) as d:
+        yield d

@@ -72,7 +72,10 @@ async def test_keys_become_a_card_and_a_payment_request(desk: Desk) -> None:
     assert len(desk.events("capture.completed")) == 1
     for message in desk.published:
         assert card_numbers_in(message.encode()) == []
-    assert card_numbers_in(await database_dump(desk.kernel.db.engine)) == []
+        assert PAN.encode() not in message.encode()
+    dump = await database_dump(desk.kernel.db.engine)
+    assert card_numbers_in(dump) == []
+    assert PAN not in dump
 
 
 async def test_submit_twice_requests_one_payment(desk: Desk) -> None:

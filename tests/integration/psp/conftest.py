@@ -12,13 +12,8 @@ import httpx
 import pytest
 import uvicorn
 
-from tests.conftest import create_database, drop_database
-from tests.integration.capture.conftest import KEY, Desk
+from tests.integration.capture.conftest import Desk, running
 from tests.servers import free_port
-from transact import runtime
-from transact.auth import Accounts, SigningKeys
-from transact.contracts import Message
-from transact.kernel.settings import load_settings
 from transact.psp.simulator import create_simulator_app
 
 CREDENTIALS = {
@@ -85,37 +80,8 @@ class Shop(Desk):
 async def shop(
     request: pytest.FixtureRequest, tmp_path: Path, simulator: str
 ) -> AsyncIterator[Shop]:
-    admin_url = ""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/psp.db"
-    else:
-        admin_url = request.getfixturevalue("postgres_admin_url")
-        url = await create_database(admin_url)
-    settings = load_settings(
-        master_key=KEY,
-        database_url=url,
-        data_dir=tmp_path,
-        rate_limit_scale=0,
-        outbox_poll_interval=0.02,
-    )
-    kernel, app = runtime.build(settings, ["gateway", "auth", "capture", "psp"])
-    await kernel.db.migrate()
-    shop = Shop(app, kernel, None)  # type: ignore[arg-type]
-    shop.sim = simulator
-
-    async def record(message: Message) -> None:
-        shop.published.append(message)
-
-    for topic in ("payment.authorized", "payment.declined", "payment.failed", "payment.refunded"):
-        kernel.bus.subscribe(topic, "test-observer", record)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
-            shop.client = c
-            tenant = await Accounts(kernel, SigningKeys(kernel)).create_tenant(
-                "shop", mfa_required=False
-            )
-            shop.tenant_id = tenant.id
-            yield shop
-    if admin_url:
-        await drop_database(admin_url, url)
+    topics = ("payment.authorized", "payment.declined", "payment.failed", "payment.refunded")
+    services = ["gateway", "auth", "capture", "psp"]
+    async with running(request, tmp_path, Shop, services, topics) as shop:
+        shop.sim = simulator
+        yield shop
