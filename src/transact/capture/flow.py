@@ -470,3 +470,9 @@ class Capture:
                 outcome=outcome,
                 status="refunded" if fully else "partially_refunded",
             )
+
+    async def voided(self, payment_id: str) -> None:
+        async with self.kernel.db.transaction() as session:
+            row = await store.get(session, payment_id, lock=True)
+            if row is not None and row.status == "authorized":
+                await store.save(session, row.id, status="voided")

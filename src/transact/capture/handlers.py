@@ -10,6 +10,7 @@ from transact.contracts.payments import (
     PaymentDeclined,
     PaymentFailed,
     PaymentRefunded,
+    PaymentVoided,
 )
 from transact.kernel import Service
 
@@ -50,6 +51,10 @@ def subscribe(service: Service, capture: Capture) -> None:
         assert isinstance(message, PaymentRefunded)
         await capture.refunded(message.payment_id, message.refunded_total, message.fully)
 
+    async def on_voided(message: Message) -> None:
+        assert isinstance(message, PaymentVoided)
+        await capture.voided(message.payment_id)
+
     # Every handler is idempotent by its own rules (keypad sequence numbers, state
     # checks), so at-least-once delivery needs no inbox here.
     service.subscribe(CallKeypad.topic, on_keypad)
@@ -58,3 +63,4 @@ def subscribe(service: Service, capture: Capture) -> None:
     for topic in OUTCOMES:
         service.subscribe(topic, on_outcome)
     service.subscribe(PaymentRefunded.topic, on_refunded)
+    service.subscribe(PaymentVoided.topic, on_voided)

@@ -53,3 +53,19 @@ class PaymentRefunded(Message):
     fully: bool
     connector: str
     psp_reference: str | None = None
+
+
+class PaymentCaptured(Message):
+    topic = "payment.captured"
+    payment_id: str
+    amount: int
+    captured_total: int
+    connector: str
+    psp_reference: str | None = None
+
+
+class PaymentVoided(Message):
+    topic = "payment.voided"
+    payment_id: str
+    connector: str
+    psp_reference: str | None = None

@@ -19,6 +19,11 @@ class RefundRequest(BaseModel):
     amount: StrictInt | None = None
 
 
+class CaptureRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: StrictInt | None = None
+
+
 class RoutingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: str = "sale"
@@ -89,6 +94,34 @@ def build_router(kernel: Kernel, psp: Psp) -> APIRouter:
             work,
             200,
         )
+
+    @router.post("/api/v1/payments/{payment_id}/capture")
+    async def capture(
+        payment_id: str,
+        body: CaptureRequest,
+        response: Response,
+        principal: Annotated[Principal, Depends(mover)],
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        async def work() -> dict[str, Any]:
+            return describe(await psp.capture(principal, payment_id[:64], body.amount))
+
+        return await idempotency.answer_once(
+            kernel.db,
+            "psp.capture",
+            principal.tenant_id,
+            idempotency_key,
+            idempotency.fingerprint(payment_id, body.model_dump()),
+            response,
+            work,
+            200,
+        )
+
+    @router.post("/api/v1/payments/{payment_id}/void")
+    async def void(
+        payment_id: str, principal: Annotated[Principal, Depends(mover)]
+    ) -> dict[str, Any]:
+        return describe(await psp.void(principal, payment_id[:64]))
 
     @router.get("/api/v1/payments/{payment_id}/attempts")
     async def attempts(

@@ -17,7 +17,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +28,12 @@ from sqlalchemy.exc import IntegrityError
 from transact.contracts import Message, utcnow
 from transact.contracts.payments import (
     PaymentAuthorized,
+    PaymentCaptured,
     PaymentDeclined,
     PaymentFailed,
     PaymentRefunded,
     PaymentRequested,
+    PaymentVoided,
 )
 from transact.kernel import Kernel, audit
 from transact.kernel.db import add_to_outbox
@@ -475,20 +477,84 @@ class Psp:
     async def refund(
         self, principal: Principal, payment_id: str, amount: int | None
     ) -> store.Payment:
+        async def check(payment: store.Payment, balance: domain.Balance) -> int:
+            if payment.status not in (
+                domain.PaymentStatus.AUTHORIZED,
+                domain.PaymentStatus.PARTIALLY_REFUNDED,
+            ):
+                raise ApiError(409, "not_refundable", f"the payment is {payment.status}")
+            wanted = balance.refundable() if amount is None else amount
+            balance.check_refund(wanted)
+            return wanted
+
+        return await self._modify(principal, payment_id, "refund", check)
+
+    async def capture(
+        self, principal: Principal, payment_id: str, amount: int | None
+    ) -> store.Payment:
+        async def check(payment: store.Payment, balance: domain.Balance) -> int:
+            if payment.status != domain.PaymentStatus.AUTHORIZED:
+                raise ApiError(409, "not_capturable", f"the payment is {payment.status}")
+            wanted = balance.authorized - balance.captured if amount is None else amount
+            balance.check_capture(wanted)
+            return wanted
+
+        return await self._modify(principal, payment_id, "capture", check)
+
+    async def void(self, principal: Principal, payment_id: str) -> store.Payment:
+        async def check(payment: store.Payment, balance: domain.Balance) -> int:
+            if payment.status != domain.PaymentStatus.AUTHORIZED or balance.captured:
+                raise ApiError(
+                    409,
+                    "not_voidable",
+                    "only an authorization nothing was captured from can be voided",
+                )
+            return 0
+
+        return await self._modify(principal, payment_id, "void", check)
+
+    async def _modify(
+        self,
+        principal: Principal,
+        payment_id: str,
+        operation: str,
+        check: Callable[[store.Payment, domain.Balance], Awaitable[int]],
+    ) -> store.Payment:
+        """One refund, capture or void: checked, sent once, recorded, announced.
+
+        Operations on one payment run one at a time (a lock in the cache, so across
+        processes too): two refunds checked at once could together exceed the capture.
+        """
+        lock = f"psp:modify:{payment_id}"
+        if not await self.kernel.cache.set_if_absent(lock, b"1", ttl=CALL_TIMEOUT * 2):
+            raise ApiError(
+                409,
+                "operation_in_progress",
+                "another operation on this payment is running; retry shortly",
+            )
+        try:
+            return await self._modify_locked(principal, payment_id, operation, check)
+        finally:
+            await self.kernel.cache.delete(lock)
+
+    async def _modify_locked(
+        self,
+        principal: Principal,
+        payment_id: str,
+        operation: str,
+        check: Callable[[store.Payment, domain.Balance], Awaitable[int]],
+    ) -> store.Payment:
         payment = await self._owned(principal, payment_id)
-        if payment.status not in (
-            domain.PaymentStatus.AUTHORIZED,
-            domain.PaymentStatus.PARTIALLY_REFUNDED,
-        ):
-            raise ApiError(409, "not_refundable", f"the payment is {payment.status}")
         balance = domain.Balance(
-            payment.authorized_amount, payment.captured_amount, payment.refunded_amount
+            payment.authorized_amount,
+            payment.captured_amount,
+            payment.refunded_amount,
+            voided=payment.status == domain.PaymentStatus.VOIDED,
         )
-        amount = balance.refundable() if amount is None else amount
-        balance.check_refund(amount)
-        setup = await self.setup(payment.tenant_id)
+        amount = await check(payment, balance)
         if payment.connector is None or payment.psp_reference is None:
-            raise ApiError(409, "not_refundable", "the payment has no PSP reference")
+            raise ApiError(409, f"not_{operation}able", "the payment has no PSP reference")
+        setup = await self.setup(payment.tenant_id)
         route = next(
             (r for r in setup.routes if r.connector == payment.connector),
             domain.Route(payment.connector),
@@ -496,59 +562,90 @@ class Psp:
         connector = self.connector(setup, route)
         async with self.kernel.db.transaction() as session:
             seq = await store.next_seq(session, payment_id)
-        key = f"{payment_id}:refund:{seq}"
+            key = f"{payment_id}:{operation}:{seq}"
+            await store.start_attempt(session, payment_id, operation, connector.name, key)
+        if operation == "refund":
+            call = connector.refund_call(payment.psp_reference, amount, payment.currency, key)
+            parse = connector.parse_refund
+        elif operation == "capture":
+            call = connector.capture_call(payment.psp_reference, amount, payment.currency, key)
+            parse = connector.parse_capture
+        else:
+            call = connector.void_call(payment.psp_reference, key)
+            parse = connector.parse_void
+        result, latency, _ = await self._call(connector, call, parse)
         async with self.kernel.db.transaction() as session:
-            seq = await store.start_attempt(session, payment_id, "refund", connector.name, key)
-        call = connector.refund_call(payment.psp_reference, amount, payment.currency, key)
-        result, latency, _ = await self._call(connector, call, connector.parse_refund)
-        async with self.kernel.db.transaction() as session:
+            # Its own transaction: a refused operation is still an attempt on record.
             await store.finish_attempt(
                 session,
                 payment_id,
                 seq,
                 outcome=result.outcome.value,
+                decline_code=result.decline_code.value if result.decline_code else None,
                 http_status=result.http_status,
                 latency_ms=latency,
                 psp_reference=result.psp_reference,
             )
-            if result.outcome not in (Outcome.APPROVED, Outcome.PENDING):
-                raise ApiError(
-                    502,
-                    "refund_failed",
-                    f"the PSP did not accept the refund ({result.decline_code})",
-                )
+        if result.outcome not in (Outcome.APPROVED, Outcome.PENDING):
+            raise ApiError(
+                502,
+                f"{operation}_failed",
+                f"the PSP did not accept the {operation} ({result.decline_code})",
+            )
+        async with self.kernel.db.transaction() as session:
             current = await store.payment(session, payment_id, lock=True)
             assert current is not None
+            event = await self._apply(
+                session, current, operation, amount, connector.name, result.psp_reference
+            )
+            await add_to_outbox(session, event)
+            await audit.append(
+                session,
+                action=f"payment.{operation}",
+                actor=principal.actor,
+                tenant_id=payment.tenant_id,
+                target=payment_id,
+                details={"amount": amount, "connector": connector.name},
+            )
+        self.kernel.relay.notify()
+        return await self._owned(principal, payment_id)
+
+    async def _apply(
+        self,
+        session: Any,
+        current: store.Payment,
+        operation: str,
+        amount: int,
+        connector: str,
+        psp_reference: str | None,
+    ) -> Message:
+        common = {
+            "tenant_id": current.tenant_id,
+            "correlation_id": current.id,
+            "payment_id": current.id,
+            "connector": connector,
+            "psp_reference": psp_reference,
+        }
+        if operation == "refund":
             total = current.refunded_amount + amount
             status = domain.Balance(
                 current.authorized_amount, current.captured_amount, current.refunded_amount
             ).status_after_refund(amount)
             await store.save_payment(
-                session, payment_id, refunded_amount=total, status=status.value
+                session, current.id, refunded_amount=total, status=status.value
             )
-            await add_to_outbox(
-                session,
-                PaymentRefunded(
-                    tenant_id=payment.tenant_id,
-                    correlation_id=payment_id,
-                    payment_id=payment_id,
-                    amount=amount,
-                    refunded_total=total,
-                    fully=status is domain.PaymentStatus.REFUNDED,
-                    connector=connector.name,
-                    psp_reference=result.psp_reference,
-                ),
+            return PaymentRefunded(
+                **common,
+                amount=amount,
+                refunded_total=total,
+                fully=status is domain.PaymentStatus.REFUNDED,
             )
-            await audit.append(
-                session,
-                action="payment.refunded",
-                actor=principal.actor,
-                tenant_id=payment.tenant_id,
-                target=payment_id,
-                details={"amount": amount, "refunded_total": total},
-            )
-        self.kernel.relay.notify()
-        return await self._owned(principal, payment_id)
+        if operation == "capture":
+            total = current.captured_amount + amount
+            await store.save_payment(session, current.id, captured_amount=total)
+            return PaymentCaptured(**common, amount=amount, captured_total=total)
+        await store.save_payment(session, current.id, status=domain.PaymentStatus.VOIDED.value)
+        return PaymentVoided(**common)
 
     async def _owned(self, principal: Principal, payment_id: str) -> store.Payment:
         async with self.kernel.db.transaction() as session:

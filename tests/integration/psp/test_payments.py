@@ -254,3 +254,35 @@ async def test_a_payment_left_mid_flight_is_reconciled_by_asking(shop: Shop) -> 
     assert [e.payment_id for e in shop.events("payment.authorized")] == [  # type: ignore[attr-defined]
         "pay_crashed"
     ]
+
+
+async def test_auth_only_then_capture_in_parts_or_void(shop: Shop) -> None:
+    await shop.routes({"connector": "stripe", "base_url": shop.sim}, mode="auth")
+    view = await pay(shop, amount=1000)
+    assert view["status"] == "authorized"
+    headers = shop.agents["alice"][1]
+    nothing_captured = await shop.client.post(
+        f"/api/v1/payments/{view['id']}/refund", json={}, headers=headers
+    )
+    assert nothing_captured.status_code == 422
+    part = await shop.client.post(
+        f"/api/v1/payments/{view['id']}/capture", json={"amount": 600}, headers=headers
+    )
+    assert part.status_code == 200, part.text
+    assert part.json()["captured"] == 600
+    over = await shop.client.post(
+        f"/api/v1/payments/{view['id']}/capture", json={"amount": 401}, headers=headers
+    )
+    assert (over.status_code, over.json()["error"]["code"]) == (422, "capture_too_large")
+    no_void = await shop.client.post(f"/api/v1/payments/{view['id']}/void", headers=headers)
+    assert no_void.status_code == 409
+
+    other = await pay(shop, amount=700)
+    voided = await shop.client.post(f"/api/v1/payments/{other['id']}/void", headers=headers)
+    assert voided.status_code == 200, voided.text
+    assert voided.json()["status"] == "voided"
+    await shop.wait_status("alice", other["id"], "voided")
+    late = await shop.client.post(
+        f"/api/v1/payments/{other['id']}/capture", json={}, headers=headers
+    )
+    assert late.status_code == 409
