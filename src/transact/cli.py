@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from transact.kernel.errors import TransactError
+from transact.kernel.errors import ConfigError, TransactError
 
 if TYPE_CHECKING:  # the CLI imports heavy modules only for the command that runs
     from transact.auth import Accounts
@@ -288,6 +288,28 @@ def audit_verify() -> None:
         f"error: audit chain broken at record {report.broken_at}: {report.reason}", file=sys.stderr
     )
     sys.exit(1)
+
+
+bench_app = typer.Typer(help="Benchmarks; each prints one JSON object.", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("payments")
+def bench_payments(
+    connector: Annotated[str, typer.Option(help="sandbox (in-process) or sim (HTTP)")] = "sandbox",
+    concurrency: Annotated[int, typer.Option(min=1, max=1000)] = 16,
+    seconds: Annotated[float, typer.Option(min=0.5, max=600)] = 10.0,
+) -> None:
+    """Payments per second and platform overhead (p50/p99, PSP time excluded)."""
+    import json
+
+    from transact.bench import bench_payments as run_bench
+
+    try:
+        result = asyncio.run(run_bench(connector, concurrency, seconds))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    print(json.dumps(result))
 
 
 def main() -> None:

@@ -179,3 +179,17 @@ def test_audit_verify_fails_on_a_tampered_chain(tmp_path: object) -> None:
     result = transact("audit", "verify", **env)
     assert_one_clear_line(result, "audit chain broken at record 1")
     assert result.returncode == 1
+
+
+def test_bench_payments_prints_its_measurements_as_json() -> None:
+    import json
+
+    result = transact("bench", "payments", "--seconds", "0.5", "--concurrency", "2")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["benchmark"] == "payments"
+    assert report["payments"] > 0
+    assert report["outcomes"] == {"payment.authorized": report["payments"]}
+    assert {"p50", "p99"} <= set(report["overhead_ms"])
+    wrong = transact("bench", "payments", "--connector", "paypal", "--seconds", "0.5")
+    assert_one_clear_line(wrong, "connector must be")

@@ -13,8 +13,9 @@ __all__ = ["Psp", "build"]
 RECONCILE_SECONDS = 30.0
 
 
-def build(kernel: Kernel) -> Service:
-    psp = Psp(kernel, sandbox_app=create_simulator_app())
+def build(kernel: Kernel, psp: Psp | None = None) -> Service:
+    """The service; pass `psp` to keep a handle on it (the benchmark instruments it)."""
+    psp = psp or Psp(kernel, sandbox_app=create_simulator_app())
     service = Service(name="psp", routers=[build_router(kernel, psp)])
     handlers.subscribe(service, psp)
 
