@@ -329,3 +329,30 @@ async def test_launch_links_need_the_launch_scope_and_respect_mfa(world: World) 
         "/api/v1/auth/launch", json={**query, "otp": next_code(totp)}
     )
     assert signed_in.status_code == 200
+
+
+async def test_a_tenant_delegating_mfa_to_its_sso_launches_without_a_code(world: World) -> None:
+    tenant = await world.tenant("sso-shop", mfa=True, sso=True)
+    await world.user(tenant, "carol")
+    launcher, secret = await world.accounts.create_client(tenant, "crm", ["launch"])
+    token = (
+        await world.client.post(
+            "/api/v1/auth/token", json={"client_id": launcher.id, "client_secret": secret}
+        )
+    ).json()["access_token"]
+    url = (
+        await world.client.post(
+            "/api/v1/auth/launch-links",
+            json={"username": "carol"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    ).json()["url"]
+    from urllib.parse import parse_qs, urlsplit
+
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    signed_in = await world.client.post("/api/v1/auth/launch", json=query)
+    assert signed_in.status_code == 200, signed_in.text
+    # A password login on that tenant still needs MFA: only the launch is delegated.
+    assert (await world.login("sso-shop", "carol")).json()["error"]["code"] == (
+        "mfa_enrolment_required"
+    )
