@@ -281,10 +281,10 @@ class Psp:
             result = await self._attempt(request.payment_id, connector, order)
             last, last_connector = result, connector.name
             next_step = domain.after_attempt(result)
+            # A timeout or refusal counts against the PSP; our own invalid request does not.
             await self._breaker_record(
                 connector.name,
-                next_step is not domain.Next.TRY_NEXT
-                or result.decline_code is DeclineCode.INVALID_REQUEST,
+                next_step is domain.Next.DONE or result.decline_code is DeclineCode.INVALID_REQUEST,
             )
             if next_step is domain.Next.DONE:
                 break

@@ -286,3 +286,15 @@ async def test_auth_only_then_capture_in_parts_or_void(shop: Shop) -> None:
         f"/api/v1/payments/{other['id']}/capture", json={}, headers=headers
     )
     assert late.status_code == 409
+
+
+async def test_an_open_circuit_skips_a_failing_psp(shop: Shop) -> None:
+    await shop.routes(
+        {"connector": "stripe", "base_url": REFUSED},
+        {"connector": "checkout", "base_url": shop.sim, "priority": 1},
+    )
+    for _ in range(5):  # five refusals in a row open stripe's circuit
+        assert (await pay(shop))["outcome"]["connector"] == "checkout"
+    view = await pay(shop)
+    tried = await attempts(shop, view["id"])
+    assert [a["connector"] for a in tried] == ["checkout"], "stripe skipped while open"
