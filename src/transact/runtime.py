@@ -31,6 +31,7 @@ def service_factories() -> dict[str, ServiceFactory]:
         "auth": auth.build,
         "capture": capture.build,
         "psp": psp.build,
+        "psp-webhooks": psp.build_webhooks,
     }
 
 

@@ -7,8 +7,9 @@ from transact.psp import handlers
 from transact.psp.api import build_router
 from transact.psp.flow import Psp
 from transact.psp.simulator import create_simulator_app
+from transact.psp.webhooks import build_webhooks
 
-__all__ = ["Psp", "build"]
+__all__ = ["Psp", "build", "build_webhooks"]
 
 RECONCILE_SECONDS = 30.0
 
