@@ -264,6 +264,37 @@ def create_client(
     )
 
 
+@admin.command("set-routes")
+def set_routes(
+    tenant: Annotated[str, typer.Option(help="tenant name")],
+    file: Annotated[Path, typer.Option(help="JSON: {mode, routes, credentials, options}")],
+) -> None:
+    """Set a tenant's PSP routing (as PUT /api/v1/psp/routes does), from a JSON file."""
+    import json
+
+    try:
+        config = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read routes from {file}: {type(exc).__name__}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{file} must hold a JSON object with 'routes'")
+
+    async def work(accounts: Accounts) -> Any:
+        from transact.kernel.security import Principal, Role
+        from transact.psp import Psp
+
+        found = await accounts.tenant(tenant)
+        operator = Principal(kind="user", id="cli", tenant_id=found.id, name="cli", role=Role.ADMIN)
+        psp = Psp(accounts.kernel)
+        try:
+            return await psp.set_setup(operator, config)
+        finally:
+            await psp.close()
+
+    public = _with_accounts(work)
+    out.print(json.dumps(public), highlight=False, soft_wrap=True)
+
+
 @admin.command("rotate-keys")
 def rotate_keys() -> None:
     """Mint a new token signing key; the old one keeps verifying for a day."""

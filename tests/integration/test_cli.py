@@ -6,6 +6,7 @@ import base64
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -193,3 +194,36 @@ def test_bench_payments_prints_its_measurements_as_json() -> None:
     assert {"p50", "p99"} <= set(report["overhead_ms"])
     wrong = transact("bench", "payments", "--connector", "paypal", "--seconds", "0.5")
     assert_one_clear_line(wrong, "connector must be")
+
+
+def test_admin_sets_psp_routes_from_a_file(tmp_path: Path) -> None:
+    import json
+
+    env = {"TRANSACT_MASTER_KEY": GOOD_KEY, "TRANSACT_DATA_DIR": str(tmp_path)}
+    assert transact("admin", "create-tenant", "acme", **env).returncode == 0
+    routes = tmp_path / "routes.json"
+    routes.write_text(
+        json.dumps(
+            {
+                "mode": "auth",
+                "routes": [
+                    {"connector": "stripe", "currencies": ["GBP"]},
+                    {"connector": "sandbox", "priority": 1},
+                ],
+                "credentials": {"stripe": {"secret_key": "sk_test_cli"}},
+            }
+        )
+    )
+    done = transact("admin", "set-routes", "--tenant", "acme", "--file", str(routes), **env)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["mode"] == "auth"
+    assert [r["connector"] for r in shown["routes"]] == ["stripe", "sandbox"]
+    assert "sk_test_cli" not in done.stdout
+
+    routes.write_text(json.dumps({"routes": [{"connector": "stripe"}]}))
+    missing = transact("admin", "set-routes", "--tenant", "acme", "--file", str(routes), **env)
+    assert_one_clear_line(missing, "secret_key")
+    routes.write_text("not json")
+    garbage = transact("admin", "set-routes", "--tenant", "acme", "--file", str(routes), **env)
+    assert_one_clear_line(garbage, "cannot read routes")
