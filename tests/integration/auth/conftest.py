@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pyotp
@@ -51,6 +52,26 @@ class World:
         assert response.status_code == 200, response.text
         self.client.cookies.clear()  # bearer only: cookies would mask a broken token path
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    async def client_headers(self, tenant_id: str, scopes: list[str]) -> dict[str, str]:
+        """A new API client's bearer header, its token got with client credentials."""
+        client, secret = await self.accounts.create_client(tenant_id, "crm", scopes)
+        token = await self.client.post(
+            "/api/v1/auth/token", json={"client_id": client.id, "client_secret": secret}
+        )
+        assert token.status_code == 200, token.text
+        return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    async def launch_link(self, headers: dict[str, str], username: str) -> httpx.Response:
+        return await self.client.post(
+            "/api/v1/auth/launch-links", json={"username": username}, headers=headers
+        )
+
+    @staticmethod
+    def launch_query(response: httpx.Response) -> dict[str, str]:
+        """The sign-in fields a launch link carries in its query string."""
+        query = parse_qs(urlsplit(response.json()["url"]).query)
+        return {k: v[0] for k, v in query.items()}
 
     async def enrol_mfa(self, ticket_or_headers: str | dict[str, str]) -> pyotp.TOTP:
         if isinstance(ticket_or_headers, str):

@@ -263,22 +263,10 @@ async def test_idle_sessions_and_expired_tokens_need_a_new_sign_in(world: World)
 async def test_launch_link_signs_the_agent_in_once(world: World) -> None:
     tenant = await world.tenant("acme")
     await world.user(tenant, "alice")
-    client, secret = await world.accounts.create_client(tenant, "crm", ["launch"])
-    token = (
-        await world.client.post(
-            "/api/v1/auth/token", json={"client_id": client.id, "client_secret": secret}
-        )
-    ).json()["access_token"]
-    made = await world.client.post(
-        "/api/v1/auth/launch-links",
-        json={"username": "alice"},
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    made = await world.launch_link(await world.client_headers(tenant, ["launch"]), "alice")
     assert made.status_code == 201
     assert made.json()["expires_in"] == 60
-    from urllib.parse import parse_qs, urlsplit
-
-    query = {k: v[0] for k, v in parse_qs(urlsplit(made.json()["url"]).query).items()}
+    query = world.launch_query(made)
     assert query["tenant"] == "acme"
     assert query["username"] == "alice"
     first = await world.client.post("/api/v1/auth/launch", json=query)
@@ -291,38 +279,15 @@ async def test_launch_link_signs_the_agent_in_once(world: World) -> None:
 async def test_launch_links_need_the_launch_scope_and_respect_mfa(world: World) -> None:
     tenant = await world.tenant("bank", mfa=True)
     await world.user(tenant, "bob")
-    plain, plain_secret = await world.accounts.create_client(tenant, "crm", ["payments:read"])
-    token = (
-        await world.client.post(
-            "/api/v1/auth/token", json={"client_id": plain.id, "client_secret": plain_secret}
-        )
-    ).json()["access_token"]
-    refused = await world.client.post(
-        "/api/v1/auth/launch-links",
-        json={"username": "bob"},
-        headers={"Authorization": f"Bearer {token}"},
-    )
+    refused = await world.launch_link(await world.client_headers(tenant, ["payments:read"]), "bob")
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "insufficient_scope"
 
     ticket = (await world.login("bank", "bob")).json()["error"]["enrolment_token"]
     totp = await world.enrol_mfa(ticket)
-    launcher, secret = await world.accounts.create_client(tenant, "crm", ["launch"])
-    token = (
-        await world.client.post(
-            "/api/v1/auth/token", json={"client_id": launcher.id, "client_secret": secret}
-        )
-    ).json()["access_token"]
-    url = (
-        await world.client.post(
-            "/api/v1/auth/launch-links",
-            json={"username": "bob"},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-    ).json()["url"]
-    from urllib.parse import parse_qs, urlsplit
-
-    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    query = world.launch_query(
+        await world.launch_link(await world.client_headers(tenant, ["launch"]), "bob")
+    )
     needs_code = await world.client.post("/api/v1/auth/launch", json=query)
     assert needs_code.json()["error"]["code"] == "otp_required"
     signed_in = await world.client.post(
@@ -334,22 +299,9 @@ async def test_launch_links_need_the_launch_scope_and_respect_mfa(world: World) 
 async def test_a_tenant_delegating_mfa_to_its_sso_launches_without_a_code(world: World) -> None:
     tenant = await world.tenant("sso-shop", mfa=True, sso=True)
     await world.user(tenant, "carol")
-    launcher, secret = await world.accounts.create_client(tenant, "crm", ["launch"])
-    token = (
-        await world.client.post(
-            "/api/v1/auth/token", json={"client_id": launcher.id, "client_secret": secret}
-        )
-    ).json()["access_token"]
-    url = (
-        await world.client.post(
-            "/api/v1/auth/launch-links",
-            json={"username": "carol"},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-    ).json()["url"]
-    from urllib.parse import parse_qs, urlsplit
-
-    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    query = world.launch_query(
+        await world.launch_link(await world.client_headers(tenant, ["launch"]), "carol")
+    )
     signed_in = await world.client.post("/api/v1/auth/launch", json=query)
     assert signed_in.status_code == 200, signed_in.text
     # A password login on that tenant still needs MFA: only the launch is delegated.
