@@ -14,12 +14,19 @@ def keypad_context(call_id: str) -> bytes:
 
 
 class CallStarted(Message):
+    """A call's two legs are bridged. Numbers travel masked for display and as keyed
+    digests (`number_digest`) so correlation can match a search without storing them."""
+
     topic = "call.started"
     call_id: str
     reference: str
     from_masked: str | None = None
     to_masked: str | None = None
-    agent_hint: str | None = None
+    from_digest: str | None = None
+    to_digest: str | None = None
+    agent_hint: str | None = None  # username from the stream's customParameters.agent
+    sip_call_id: str | None = None
+    external_id: str | None = None
 
 
 class CallEnded(Message):
@@ -33,6 +40,15 @@ class CallAssigned(Message):
     call_id: str
     agent_id: str
     previous_agent_id: str | None = None
+
+
+class CallAgentCode(Message):
+    """Digits the agent keyed on their own phone (agent leg), e.g. a one-time link code
+    shown in the Agent UI. Never card data: the customer leg never produces this."""
+
+    topic = "call.agent_code"
+    call_id: str
+    code: str
 
 
 class CallSecureMode(Message):

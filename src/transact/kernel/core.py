@@ -11,6 +11,7 @@ from transact.kernel.bus import Bus, BusOptions, bus_from_url
 from transact.kernel.cache import Cache, cache_from_url
 from transact.kernel.crypto import Keyring
 from transact.kernel.db import Database, OutboxRelay
+from transact.kernel.directory import Directory
 from transact.kernel.security import Authenticator, Sessions, TokenVerifier
 from transact.kernel.settings import Settings
 from transact.kernel.vault import Vault
@@ -28,6 +29,7 @@ class Kernel:
     relay: OutboxRelay
     sessions: Sessions
     authenticator: Authenticator
+    directory: Directory
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     started: bool = False
 
@@ -55,6 +57,7 @@ class Kernel:
             relay=relay,
             sessions=sessions,
             authenticator=authenticator,
+            directory=Directory(cache),
         )
 
     async def check(self) -> None:

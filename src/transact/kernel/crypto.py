@@ -8,6 +8,7 @@ every configured key decrypts, only the first encrypts.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from dataclasses import dataclass, field
 
@@ -86,6 +87,13 @@ class Keyring:
             )
         except InvalidTag:
             raise VaultError("sealed blob does not open for this tenant") from None
+
+    def digest(self, tenant_id: str, label: str, value: str) -> str:
+        """A keyed, tenant-bound fingerprint (HMAC-SHA256) of a personal value such as a
+        phone number: equal inputs match, the value itself cannot be read back or guessed
+        by hashing candidates without the master key."""
+        key = derive_tenant_key(self.master_keys[0], tenant_id, f"digest:{label}")
+        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
     @staticmethod
     def _aad(tenant_id: str, context: bytes) -> bytes:

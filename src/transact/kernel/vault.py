@@ -66,3 +66,7 @@ class Vault:
 
     def unseal(self, tenant_id: str, blob: bytes, context: bytes = b"") -> bytes:
         return self._keyring.open(tenant_id, blob, context)
+
+    def digest(self, tenant_id: str, label: str, value: str) -> str:
+        """Keyed fingerprint of a personal value (e.g. a phone number) for matching."""
+        return self._keyring.digest(tenant_id, label, value)
