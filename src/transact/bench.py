@@ -46,7 +46,6 @@ async def bench_payments(connector: str, concurrency: int, seconds: float) -> di
             data_dir=data_dir,
             master_key=base64.b64encode(os.urandom(32)).decode(),
             log_level="ERROR",
-            outbox_poll_interval=0.05,
             rate_limit_scale=0,
         )
         kernel = Kernel.from_settings(settings)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -67,6 +68,8 @@ async def _preflight(kernel: Kernel) -> None:
     finally:
         await kernel.db.close()
         await kernel.cache.close()
+        if kernel.vault_store is not None:
+            await kernel.vault_store.close()
         await kernel.bus.close()
 
 
@@ -84,6 +87,7 @@ def run(
 
     log_json = None if "TRANSACT_LOG_JSON" in os.environ else False
     password = os.environ.get("TRANSACT_DEMO_PASSWORD") or generate_password()
+    media_token = os.environ.get("TRANSACT_DEMO_MEDIA_TOKEN") or "mt_" + secrets.token_urlsafe(24)
     settings = _settings(
         host=host,
         port=port,
@@ -91,14 +95,18 @@ def run(
         demo=True,
         log_json=log_json,
         demo_password=password,
+        demo_media_token=media_token,
     )
     url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"  # noqa: S104
+    ws_url = "ws" + url.removeprefix("http")
     _serve(
         settings,
         None,
         [
             f"Transact is running at {url}  (health {url}/healthz, metrics {url}/metrics)",
             f"Demo sign-in: tenant {DEMO_TENANT}, username {DEMO_AGENT}, password {password}",
+            f"Demo media streams: {ws_url}/media/customer and {ws_url}/media/agent, "
+            f"tenant {DEMO_TENANT}, token {media_token}",
             f"Data: {settings.effective_database_url}",
             "Press Ctrl+C to stop.",
         ],
@@ -173,6 +181,32 @@ def psp_sim(
     # The same logging wall as every other process; request paths carry references only.
     configure_logging("INFO", json=False)
     uvicorn.run(create_simulator_app(), host=host, port=port, log_config=None, server_header=False)
+
+
+@app.command("sms-sim")
+def sms_sim(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8098,
+    auth_token: Annotated[
+        str, typer.Option(help="the auth token senders must present (any account SID)")
+    ] = "sim-auth-token",  # noqa: S107  (the simulator's published test token)
+) -> None:
+    """Run the SMS provider simulator (Twilio's Messages API with status callbacks), for tests."""
+    import uvicorn
+
+    from transact.communications.sms_simulator import create_sms_simulator
+    from transact.kernel.logging import configure_logging
+
+    url = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"  # noqa: S104
+    out.print(
+        f"SMS simulator at {url}  (base_url for tenant SMS settings; messages {url}/_sim/messages)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    configure_logging("INFO", json=False)
+    uvicorn.run(
+        create_sms_simulator(auth_token), host=host, port=port, log_config=None, server_header=False
+    )
 
 
 admin = typer.Typer(help="Manage tenants, users and API clients.", no_args_is_help=True)
@@ -264,6 +298,22 @@ def create_client(
     )
 
 
+@admin.command("media-token")
+def media_token(
+    tenant: Annotated[str, typer.Option(help="tenant name")],
+    keep_previous: Annotated[
+        bool, typer.Option(help="keep earlier tokens working while the new one rolls out")
+    ] = False,
+) -> None:
+    """Issue the tenant's media stream token (customParameters.token); printed once."""
+
+    async def work(accounts: Accounts) -> str:
+        found = await accounts.tenant(tenant)
+        return await accounts.issue_media_token(found.id, keep_previous=keep_previous, actor="cli")
+
+    out.print(f"media_token: {_with_accounts(work)}", highlight=False)
+
+
 @admin.command("set-routes")
 def set_routes(
     tenant: Annotated[str, typer.Option(help="tenant name")],
@@ -321,6 +371,61 @@ def audit_verify() -> None:
     sys.exit(1)
 
 
+@audit_app.command("scan")
+def audit_scan(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="a data directory: its transact.db is scanned")
+    ] = None,
+    redis: Annotated[list[str] | None, typer.Option(help="a Redis URL (repeatable)")] = None,
+    pg: Annotated[list[str] | None, typer.Option(help="a PostgreSQL URL (repeatable)")] = None,
+    logs: Annotated[
+        list[Path] | None, typer.Option(help="a log or captured-message file (repeatable)")
+    ] = None,
+    security_code: Annotated[
+        list[str] | None, typer.Option(help="a security code used in the run (repeatable)")
+    ] = None,
+) -> None:
+    """Search stores, Redis, logs and messages for card numbers and security codes."""
+    from transact.kernel.pan_scan import scan
+
+    databases = [_pg_async(url) for url in pg or []]
+    if data_dir is not None:
+        sqlite = data_dir / "transact.db"
+        if not sqlite.is_file():
+            raise ConfigError(f"no transact.db in {data_dir}")
+        databases.append(f"sqlite+aiosqlite:///{sqlite}")
+    missing = [str(p) for p in logs or [] if not p.is_file()]
+    if missing:
+        raise ConfigError(f"no such file: {', '.join(missing)}")
+    if not (databases or redis or logs):
+        raise ConfigError("nothing to scan: give --data-dir, --redis, --pg or --logs")
+    try:
+        findings = asyncio.run(
+            scan(
+                database_urls=databases,
+                redis_urls=redis or [],
+                files=logs or [],
+                codes=security_code or [],
+            )
+        )
+    except OSError as exc:
+        raise ConfigError(f"cannot read a source: {exc}") from None
+    for finding in findings:
+        print(finding.line())
+    sources = len(databases) + len(redis or []) + len(logs or [])
+    print(f"{len(findings)} finding(s) in {sources} source(s)", file=sys.stderr)
+    if findings:
+        sys.exit(1)
+
+
+def _pg_async(url: str) -> str:
+    """Accept a plain postgresql:// URL as people copy it; scan with asyncpg."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
 bench_app = typer.Typer(help="Benchmarks; each prints one JSON object.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
@@ -343,6 +448,230 @@ def bench_payments(
     print(json.dumps(result))
 
 
+@bench_app.command("calls")
+def bench_calls(
+    calls: Annotated[int, typer.Option(min=1, max=5000, help="concurrent bridged calls")] = 250,
+    seconds: Annotated[float, typer.Option(min=0.1, max=600, help="audio per call")] = 5.0,
+) -> None:
+    """Bridged calls per core: p50/p99 per-frame processing and the masking delay."""
+    from transact.telephony.callbench import run as run_bench
+
+    print(run_bench(calls, seconds))
+
+
+@bench_app.command("dtmf")
+def bench_dtmf(
+    seconds: Annotated[float, typer.Option(min=0.5, max=600, help="audio per stream")] = 10.0,
+) -> None:
+    """DTMF detection and masking on one core: streams per core, per-frame time."""
+    import json
+
+    from transact.telephony.bench import run_isolated
+
+    print(json.dumps(run_isolated(seconds)))
+
+
+@bench_app.command("push")
+def bench_push(
+    keys: Annotated[int, typer.Option(min=10, max=5000, help="keys the customer presses")] = 200,
+) -> None:
+    """Key on the customer's line to `capture.progress` on the agent's socket: p50/p99."""
+    from transact.notifications.bench import run as run_bench
+
+    print(run_bench(keys))
+
+
+cluster_app = typer.Typer(
+    help="The distributed mode on this machine: PostgreSQL, Redis, nginx and one process "
+    "per service.",
+    no_args_is_help=True,
+)
+app.add_typer(cluster_app, name="cluster")
+ClusterDir = Annotated[
+    Path, typer.Option("--dir", help="the cluster's throwaway directory (state, logs, data)")
+]
+
+
+@cluster_app.command("up")
+def cluster_up(
+    replicas: Annotated[
+        list[str] | None, typer.Option(help="SERVICE=N instances of a service (repeatable)")
+    ] = None,
+    directory: ClusterDir = Path(".transact-cluster"),
+) -> None:
+    """Start the whole set, migrate once, and print where everything is."""
+    from transact import cluster
+
+    started = cluster.up(directory, cluster.parse_replicas(replicas or []))
+    for line in cluster.describe(started):
+        out.print(line, highlight=False, soft_wrap=True)
+
+
+@cluster_app.command("status")
+def cluster_status(directory: ClusterDir = Path(".transact-cluster")) -> None:
+    """Each process of the cluster: running, and answering its health check? Exit 1 if not."""
+    from transact import cluster
+
+    report = cluster.status(directory)
+    for health in report:
+        state = "ok" if health.healthy else ("unhealthy" if health.alive else "not running")
+        out.print(
+            f"{health.name:<24} pid {health.pid:<8} {state:<12} {health.detail}", highlight=False
+        )
+    if not all(h.healthy for h in report):
+        sys.exit(1)
+
+
+@cluster_app.command("scale")
+def cluster_scale(
+    service: Annotated[str, typer.Argument(help="the service, e.g. capture")],
+    count: Annotated[int, typer.Argument(help="instances to run")],
+    directory: ClusterDir = Path(".transact-cluster"),
+) -> None:
+    """Run COUNT instances of SERVICE; nginx's upstream follows without dropping connections."""
+    from transact import cluster
+
+    scaled = cluster.scale(directory, service, count)
+    for proc in scaled.instances(service):
+        out.print(f"{proc.name} pid {proc.pid} http://127.0.0.1:{proc.port}", highlight=False)
+
+
+@cluster_app.command("down")
+def cluster_down(directory: ClusterDir = Path(".transact-cluster")) -> None:
+    """Stop every process (SIGTERM, then SIGKILL) and remove the directory."""
+    from transact import cluster
+
+    stopped = cluster.down(directory)
+    out.print(f"stopped {len(stopped)} processes; removed {directory}", highlight=False)
+
+
+@cluster_app.command("env")
+def cluster_env(directory: ClusterDir = Path(".transact-cluster")) -> None:
+    """Print `export TRANSACT_...` lines for the admin CLI against the cluster."""
+    from transact import cluster
+
+    found = cluster.Cluster.load(directory.absolute())
+    for key, value in sorted(found.admin_env().items()):
+        print(f"export {key}='{value}'")
+
+
+deploy_app = typer.Typer(help="Deployment files rendered from the code.", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
+
+
+@deploy_app.command("render")
+def deploy_render(
+    out_dir: Annotated[Path, typer.Option("--out", help="the deploy/ directory")] = Path("deploy"),
+) -> None:
+    """Write the nginx configuration (and its Kubernetes ConfigMap) from the gateway's rules."""
+    from transact.gateway.deploy import write_rendered
+
+    for path in write_rendered(out_dir):
+        out.print(f"wrote {path}", highlight=False)
+
+
+dtmf_app = typer.Typer(
+    help="DTMF in 8 kHz mono WAV files (16-bit PCM or mu-law).", no_args_is_help=True
+)
+app.add_typer(dtmf_app, name="dtmf")
+
+
+def _fail(exc: Exception) -> NoReturn:
+    """The `error: ...` line and exit status 2 of `main`, also when the app runs embedded."""
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)
+
+
+@dtmf_app.command("detect")
+def dtmf_detect(
+    file: Annotated[Path, typer.Argument(help="the recording")],
+) -> None:
+    """Print the keys pressed in a recording as one string, e.g. 4111111111111111#1228#."""
+    from transact.telephony.audio import AudioFormatError, read_wav
+    from transact.telephony.dtmf import detect_keys
+
+    try:
+        samples = read_wav(file)
+    except AudioFormatError as exc:
+        _fail(exc)
+    print(detect_keys(samples))
+
+
+@dtmf_app.command("mask")
+def dtmf_mask(
+    source: Annotated[Path, typer.Argument(help="the customer's recording")],
+    target: Annotated[Path, typer.Argument(help="where to write what the agent hears")],
+) -> None:
+    """Write what the agent would hear: every DTMF tone replaced by the masking tone.
+
+    The output is 16-bit PCM, 40 ms longer than the input: the masker's look-ahead delay.
+    """
+    from transact.telephony.audio import AudioFormatError, read_wav, write_wav
+    from transact.telephony.masking import mask_signal
+
+    try:
+        samples = read_wav(source)
+    except AudioFormatError as exc:
+        _fail(exc)
+    try:
+        write_wav(target, mask_signal(samples))
+    except OSError as exc:
+        _fail(ConfigError(f"cannot write {target}: {exc.strerror or exc}"))
+
+
+simulate_app = typer.Typer(
+    help="Play the telephony platform's side of a call.", no_args_is_help=True
+)
+app.add_typer(simulate_app, name="simulate")
+
+
+@simulate_app.command("call")
+def simulate_call(
+    url: Annotated[
+        str, typer.Option(help="Transact's base WebSocket URL, e.g. ws://localhost:8000")
+    ],
+    tenant: Annotated[str, typer.Option(help="tenant name (customParameters.tenant)")],
+    token: Annotated[str, typer.Option(help="the tenant's media token")],
+    keys: Annotated[str, typer.Option(help="keys the customer presses, e.g. 4111...#1228#")] = "",
+    agent: Annotated[str | None, typer.Option(help="agent username, for correlation")] = None,
+    call_id: Annotated[str | None, typer.Option(help="callSid (random when left out)")] = None,
+    lead_in: Annotated[float, typer.Option(help="seconds of silence before the keys")] = 0.5,
+    speech: Annotated[
+        Path | None, typer.Option(help="8 kHz WAV played under the keys (talking over them)")
+    ] = None,
+    agent_wav: Annotated[
+        Path | None, typer.Option(help="write what the agent heard to this WAV")
+    ] = None,
+) -> None:
+    """A customer keys digits at human pace; an agent ear records what it hears."""
+    import json
+
+    from transact.telephony.audio import read_wav
+    from transact.telephony.simulate import CallPlan, save_agent_audio
+    from transact.telephony.simulate import simulate_call as play
+
+    if any(k not in "0123456789*#ABCDabcd" for k in keys):
+        raise ConfigError("--keys may only hold 0-9, *, # and A-D")
+    plan = CallPlan(
+        url=url,
+        tenant=tenant,
+        token=token,
+        keys=keys.upper(),
+        agent=agent,
+        lead_in_ms=int(lead_in * 1000),
+        speech=read_wav(speech) if speech else None,
+    )
+    if call_id:
+        plan.call_id = call_id
+    try:
+        report = asyncio.run(play(plan))
+    except OSError as exc:
+        raise ConfigError(f"cannot reach {url}: {exc}") from None
+    if agent_wav:
+        save_agent_audio(report, agent_wav)
+    print(json.dumps(report.summary()))
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)
@@ -353,10 +682,11 @@ def main() -> None:
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here with standalone_mode off
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:
+        # Usage errors (a missing argument, a bad option) arrive here with standalone
+        # mode off; typer vendors click, so its exception is typer's, not click's.
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(int(getattr(exc, "exit_code", 2)))

@@ -23,15 +23,30 @@ ServiceFactory = Callable[[Kernel], Service]
 
 def service_factories() -> dict[str, ServiceFactory]:
     """Every service that is built, by name. A service not built yet is not listed."""
-    from transact import auth, capture, gateway, psp
+    from transact import (
+        auth,
+        capture,
+        communications,
+        correlation,
+        gateway,
+        notifications,
+        psp,
+        remote,
+        telephony,
+    )
 
     # The gateway first: the first service's middleware is the outermost.
     return {
         "gateway": gateway.build,
         "auth": auth.build,
+        "correlation": correlation.build,
         "capture": capture.build,
         "psp": psp.build,
         "psp-webhooks": psp.build_webhooks,
+        "telephony": telephony.build,
+        "notifications": notifications.build,
+        "communications": communications.build,
+        "remote": remote.build,
     }
 
 

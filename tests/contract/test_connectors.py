@@ -24,7 +24,7 @@ import uvicorn
 from tests.servers import free_port, wait_for
 from transact.kernel.sensitive import Pan, SensitiveStr
 from transact.psp.connectors import Connector, make
-from transact.psp.connectors.base import Card, DeclineCode, HttpCall, Order, Outcome
+from transact.psp.connectors.base import Card, DeclineCode, HttpCall, Interaction, Order, Outcome
 from transact.psp.connectors.http import send
 from transact.psp.simulator import create_simulator_app
 
@@ -270,18 +270,89 @@ async def test_void_after_capture_is_refused(
     assert connector.parse_void(*await send(client, connector, call)).outcome is Outcome.ERROR
 
 
-async def test_tokenize_then_charge_the_token(
+async def keep(client: httpx.AsyncClient, c: Connector, token: str, reference: str) -> str:
+    """The token after the connector's second step, where it has one."""
+    follow = c.keep_token_call(token, reference, key())
+    if follow is None:
+        return token
+    kept = c.parse_keep_token(*await send(client, c, follow))
+    assert kept.outcome is Outcome.APPROVED, kept
+    assert kept.token
+    return kept.token
+
+
+def token_charge(token: str, amount: int = 700) -> Order:
+    return dataclasses.replace(
+        order(amount=amount), card=None, token=token, interaction=Interaction.MERCHANT_INITIATED
+    )
+
+
+async def test_tokenize_then_charge_the_token_again_and_again(
     connector: Connector, client: httpx.AsyncClient, sim_url: str
 ) -> None:
-    call = connector.tokenize_call(card(), f"shopper-{key()[:8]}", key())
+    reference = f"shopper-{key()[:8]}"
+    call = connector.tokenize_call(card(), reference, key())
     stored = connector.parse_tokenize(*await send(client, connector, call))
     assert stored.outcome is Outcome.APPROVED
     assert stored.token
-    o = dataclasses.replace(order(), card=None, token=stored.token)
+    token = await keep(client, connector, stored.token, reference)
+    for _ in range(2):  # a stored card is charged more than once
+        o = token_charge(token)
+        result = connector.parse_authorize(
+            *await send(client, connector, connector.charge_token_call(o))
+        )
+        assert result.outcome is Outcome.APPROVED, result
+        assert await charges(client, sim_url, connector, o.reference) == 1
+        charged = await payment_of(client, sim_url, connector, o.reference)
+        assert (charged["last4"], charged["interaction"]) == ("4242", "merchant_initiated")
+
+
+async def test_an_unattached_stripe_payment_method_is_charged_once_only(
+    client: httpx.AsyncClient, sim_url: str
+) -> None:
+    stripe = make("stripe", base_url=sim_url, credentials=CREDENTIALS["stripe"])
+    call = stripe.tokenize_call(card(), "r", key())
+    pm = stripe.parse_tokenize(*await send(client, stripe, call)).token
+    assert pm is not None
+    first = await authorize(client, stripe, token_charge(pm))
+    assert first.outcome is Outcome.APPROVED
+    again = await authorize(client, stripe, token_charge(pm))
+    assert again.outcome is Outcome.ERROR  # why keep_token_call attaches it to a Customer
+
+
+async def test_a_card_saved_with_its_authorization_comes_back_as_a_token(
+    connector: Connector, client: httpx.AsyncClient, sim_url: str
+) -> None:
+    o = dataclasses.replace(order(), store=True, shopper_reference=f"s-{key()[:8]}")
+    result = await authorize(client, connector, o)
+    assert result.outcome is Outcome.APPROVED
+    if connector.name == "stripe":
+        assert result.token is None or result.token.startswith("pm_")
+        return  # Stripe saves a card for a Customer only: tokenize + keep_token_call
+    assert result.token
+    again = await authorize(client, connector, token_charge(result.token))
+    assert again.outcome is Outcome.APPROVED
+    assert await charges(client, sim_url, connector, o.reference) == 1
+
+
+@pytest.mark.parametrize("interaction", [Interaction.MOTO, Interaction.ECOMMERCE])
+async def test_the_interaction_reaches_the_provider(
+    connector: Connector, client: httpx.AsyncClient, sim_url: str, interaction: Interaction
+) -> None:
+    o = dataclasses.replace(order(), interaction=interaction)
+    assert (await authorize(client, connector, o)).outcome is Outcome.APPROVED
+    assert (await payment_of(client, sim_url, connector, o.reference))[
+        "interaction"
+    ] == interaction.value
+
+
+async def test_a_moto_payment_skips_3ds(
+    connector: Connector, client: httpx.AsyncClient, sim_url: str
+) -> None:
+    o = dataclasses.replace(order(CHALLENGE), interaction=Interaction.MOTO)
     result = await authorize(client, connector, o)
     assert result.outcome is Outcome.APPROVED
     assert await charges(client, sim_url, connector, o.reference) == 1
-    assert (await payment_of(client, sim_url, connector, o.reference))["last4"] == "4242"
 
 
 async def test_verify_moves_no_money(

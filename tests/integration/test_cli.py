@@ -227,3 +227,34 @@ def test_admin_sets_psp_routes_from_a_file(tmp_path: Path) -> None:
     routes.write_text("not json")
     garbage = transact("admin", "set-routes", "--tenant", "acme", "--file", str(routes), **env)
     assert_one_clear_line(garbage, "cannot read routes")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("dtmf", "detect"), "Missing argument"),
+        (("bench", "calls", "--calls", "many"), "Invalid value for '--calls'"),
+        (("simulate", "call", "--url", "ws://x", "--tenant", "t"), "Missing option '--token'"),
+    ],
+)
+def test_usage_errors_say_what_is_wrong_without_a_traceback(
+    args: tuple[str, ...], needle: str
+) -> None:
+    result = transact(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert needle in result.stderr
+
+
+def test_simulate_call_reports_an_unreachable_server_in_one_line() -> None:
+    result = transact(
+        "simulate",
+        "call",
+        "--url",
+        f"ws://127.0.0.1:{free_port()}",
+        "--tenant",
+        "t",
+        "--token",
+        "x",
+    )
+    assert_one_clear_line(result, "cannot reach")

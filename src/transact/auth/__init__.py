@@ -10,6 +10,7 @@ from transact.kernel import Kernel, Service
 __all__ = ["Accounts", "SigningKeys", "build"]
 
 KEY_REFRESH_SECONDS = 60.0
+DIRECTORY_REFRESH_SECONDS = 60.0
 
 
 def build(kernel: Kernel) -> Service:
@@ -19,10 +20,18 @@ def build(kernel: Kernel) -> Service:
 
     async def start() -> None:
         await keys.ensure_current()
-        if kernel.settings.demo and kernel.settings.demo_password is not None:
-            await accounts.seed_demo(kernel.settings.demo_password.get_secret_value())
+        settings = kernel.settings
+        if settings.demo and settings.demo_password is not None:
+            media = settings.demo_media_token
+            await accounts.seed_demo(
+                settings.demo_password.get_secret_value(),
+                media.get_secret_value() if media is not None else None,
+            )
+        await accounts.publish_directory()
 
     service.on_start.append(start)
     # Another auth instance may rotate: pick its key up, keep the JWKS published.
     service.every(KEY_REFRESH_SECONDS, keys.ensure_current, "refresh-keys")
+    # A flushed or restarted cache must not leave telephony and correlation blind for long.
+    service.every(DIRECTORY_REFRESH_SECONDS, accounts.publish_directory, "refresh-directory")
     return service

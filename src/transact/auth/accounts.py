@@ -20,6 +20,7 @@ from transact.auth import domain, store
 from transact.auth.keys import SigningKeys
 from transact.contracts import utcnow
 from transact.kernel import Kernel, audit
+from transact.kernel.directory import DirectoryUser, MediaTenant, token_hash
 from transact.kernel.errors import ApiError
 from transact.kernel.security import Principal, Session
 
@@ -28,6 +29,7 @@ LOCKED = ApiError(423, "account_locked", "too many failed attempts; try again in
 ENROL_TTL = 600.0
 DEMO_TENANT = "demo"
 DEMO_AGENT = "agent1"
+MEDIA_TOKEN_MIN_LENGTH = 24
 
 
 def _hash_token(token: str) -> str:
@@ -126,6 +128,7 @@ class Accounts:
         except IntegrityError:
             raise ApiError(409, "user_exists", f"a user named {username!r} exists") from None
         assert user is not None
+        await self._publish_user(user)
         return user, password
 
     async def set_password(self, user_id: str, password: str, *, actor: str) -> None:
@@ -186,6 +189,7 @@ class Accounts:
                 )
             changed = await store.user_by_id(session, user_id)
         assert changed is not None
+        await self._publish_user(changed)
         return changed
 
     async def create_client(
@@ -626,11 +630,75 @@ class Accounts:
                 return None, await self._failure(session, user, lock, ip, "otp")
         return user, None
 
+    # --- media tokens and the directory -------------------------------------------------
+
+    async def issue_media_token(
+        self,
+        tenant_id: str,
+        *,
+        token: str | None = None,
+        keep_previous: bool = False,
+        actor: str = "system",
+    ) -> str:
+        """A new secret the telephony platform sends with each media stream of this tenant.
+
+        Only its hash is stored. Earlier tokens stop working unless `keep_previous`, which
+        lets an operator roll the new one out to the telephony platform before revoking.
+        """
+        if token is None:
+            token = "mt_" + secrets.token_urlsafe(32)
+        elif len(token) < MEDIA_TOKEN_MIN_LENGTH:
+            raise ApiError(
+                422,
+                "weak_media_token",
+                f"a media token needs at least {MEDIA_TOKEN_MIN_LENGTH} characters",
+            )
+        token_id = domain.new_id("mtk")
+        async with self.kernel.db.transaction() as session:
+            tenant = await store.tenant_by_id(session, tenant_id)
+            if tenant is None:
+                raise ApiError(404, "not_found", "no such tenant")
+            await store.add_media_token(session, token_id, tenant_id, token_hash(token))
+            if not keep_previous:
+                await store.revoke_media_tokens(session, tenant_id, except_id=token_id)
+            await audit.append(
+                session,
+                action="auth.media_token_issued",
+                actor=actor,
+                tenant_id=tenant_id,
+                target=token_id,
+                details={"kept_previous": keep_previous},
+            )
+        await self._publish_media(tenant)
+        return token
+
+    async def publish_directory(self) -> None:
+        """Write every user and media token hash to the directory other services read."""
+        async with self.kernel.db.transaction() as session:
+            tenants = await store.all_tenants(session)
+            users = [u for t in tenants for u in await store.users_of(session, t.id)]
+        for tenant in tenants:
+            await self._publish_media(tenant)
+        for user in users:
+            await self._publish_user(user)
+
+    async def _publish_user(self, user: store.User) -> None:
+        await self.kernel.directory.put_user(
+            DirectoryUser(user.id, user.tenant_id, user.username, user.role, user.disabled)
+        )
+
+    async def _publish_media(self, tenant: store.Tenant) -> None:
+        async with self.kernel.db.transaction() as session:
+            hashes = await store.active_media_hashes(session, tenant.id)
+        await self.kernel.directory.put_media_tenant(
+            MediaTenant(tenant.id, tenant.name, tuple(hashes))
+        )
+
     # --- demo -------------------------------------------------------------------------
 
-    async def seed_demo(self, password: str) -> None:
-        """The demo tenant (MFA optional) and its agent `agent1`, whose password is reset
-        to `password` on every demo start so the printed credentials always work."""
+    async def seed_demo(self, password: str, media_token: str | None = None) -> None:
+        """The demo tenant (MFA optional) and its agent `agent1`, whose password (and the
+        tenant's media token) is reset on every demo start so what is printed works."""
         async with self.kernel.db.transaction() as session:
             tenant = await store.tenant_by_name(session, DEMO_TENANT)
         if tenant is None:
@@ -641,3 +709,5 @@ class Accounts:
             await self.create_user(tenant.id, DEMO_AGENT, "agent", password)
         else:
             await self.set_password(user.id, password, actor="system")
+        if media_token is not None:
+            await self.issue_media_token(tenant.id, token=media_token)

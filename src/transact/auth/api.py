@@ -64,6 +64,10 @@ class NewUser(Body):
     password: Annotated[str | None, Field(max_length=256)] = None
 
 
+class MediaTokenRequest(Body):
+    keep_previous: bool = False
+
+
 class UserChange(Body):
     role: Role | None = None
     disabled: bool | None = None
@@ -238,6 +242,16 @@ def build_router(kernel: Kernel, accounts: Accounts) -> APIRouter:
             reset_mfa=body.reset_mfa,
         )
         return user.public()
+
+    @router.post("/api/v1/admin/media-tokens", status_code=201)
+    async def issue_media_token(
+        body: MediaTokenRequest, principal: Annotated[Principal, Depends(admin)]
+    ) -> dict[str, Any]:
+        token = await accounts.issue_media_token(
+            principal.tenant_id, keep_previous=body.keep_previous, actor=principal.actor
+        )
+        # Shown once: only its hash is kept.
+        return {"token": token, "kept_previous": body.keep_previous}
 
     @router.get("/api/v1/audit")
     async def audit_records(

@@ -68,6 +68,16 @@ clients = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+media_tokens = Table(
+    "auth_media_tokens",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), ForeignKey("auth_tenants.id"), nullable=False),
+    Column("token_hash", String(64), nullable=False),  # SHA-256 of a 256-bit random secret
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
 signing_keys = Table(
     "auth_signing_keys",
     metadata,
@@ -225,6 +235,44 @@ async def update_user(session: AsyncSession, user_id: str, **values: Any) -> Non
     if "recovery_hashes" in values:
         values["recovery_hashes"] = json.dumps(values["recovery_hashes"])
     await session.execute(update(users).where(users.c.id == user_id).values(**values))
+
+
+async def all_tenants(session: AsyncSession) -> list[Tenant]:
+    rows = (await session.execute(select(tenants).order_by(tenants.c.name))).all()
+    return [_tenant(r) for r in rows]
+
+
+async def add_media_token(
+    session: AsyncSession, token_id: str, tenant_id: str, hashed: str
+) -> None:
+    await session.execute(
+        media_tokens.insert().values(
+            id=token_id, tenant_id=tenant_id, token_hash=hashed, created_at=utcnow()
+        )
+    )
+
+
+async def revoke_media_tokens(session: AsyncSession, tenant_id: str, except_id: str) -> None:
+    await session.execute(
+        update(media_tokens)
+        .where(
+            media_tokens.c.tenant_id == tenant_id,
+            media_tokens.c.id != except_id,
+            media_tokens.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
+
+
+async def active_media_hashes(session: AsyncSession, tenant_id: str) -> list[str]:
+    rows = (
+        await session.execute(
+            select(media_tokens.c.token_hash)
+            .where(media_tokens.c.tenant_id == tenant_id, media_tokens.c.revoked_at.is_(None))
+            .order_by(media_tokens.c.created_at)
+        )
+    ).all()
+    return [r.token_hash for r in rows]
 
 
 async def client_by_id(session: AsyncSession, client_id: str) -> Client | None:

@@ -5,7 +5,7 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from transact.capture import domain, store
 from transact.capture.flow import Capture, policy_from_dict
@@ -21,6 +21,8 @@ class OpenPayment(BaseModel):
     currency: Annotated[str, Field(min_length=3, max_length=3)]
     reference: Annotated[str, Field(min_length=1, max_length=128)]
     fields: list[str] | None = Field(default=None, max_length=4)
+    # Keep the card at the PSP for later charges (its token only; never the card).
+    save_card: StrictBool = False
 
 
 class Recapture(BaseModel):
@@ -63,6 +65,7 @@ def describe(row: store.Row) -> dict[str, Any]:
             for f in state.fields
         ],
         "card": card,
+        "save_card": bool(row.state.get("save_card", False)),
         "outcome": row.outcome,
         "cancel_reason": row.cancel_reason,
         "expires_at": row.expires_at.isoformat(),
@@ -93,7 +96,13 @@ def build_router(kernel: Kernel, capture: Capture) -> APIRouter:
 
         async def work() -> dict[str, Any]:
             row = await capture.open_phone(
-                principal, call_id[:128], body.amount, body.currency, body.reference, body.fields
+                principal,
+                call_id[:128],
+                body.amount,
+                body.currency,
+                body.reference,
+                body.fields,
+                save_card=body.save_card,
             )
             return describe(row)
 
@@ -102,7 +111,12 @@ def build_router(kernel: Kernel, capture: Capture) -> APIRouter:
             "capture.open",
             principal.tenant_id,
             idempotency_key,
-            idempotency.fingerprint(principal.id, call_id, body.model_dump()),
+            # `save_card` counts only when set, so keys stored before it existed still match.
+            idempotency.fingerprint(
+                principal.id,
+                call_id,
+                body.model_dump(exclude=None if body.save_card else {"save_card"}),
+            ),
             response,
             work,
             201,

@@ -630,6 +630,33 @@ def recapture(session: Session, card: Card, field: str) -> Step:
     return Step(session, card, tuple(progress))
 
 
+def fill(policy: Policy, values: Mapping[str, str], now: datetime, today: date) -> Step:
+    """A whole card typed on a web page: each field of the policy set and ended in turn,
+    as if keyed and closed with `#`, so the payment page and the keypad obey one set of
+    rules.
+
+    Stops at the first field the rules reject (the session is then still capturing it).
+    A value that is not digits, or is longer than any value of its field, is judged as
+    an empty field: its reason never depends on, or repeats, what was typed. Only the
+    verdicts are reported, not a progress event per digit.
+    """
+    step = start(policy, now)
+    session, card = step.session, step.card
+    progress: list[Progress] = []
+    for name in policy.fields:
+        if session.status is not SessionStatus.CAPTURING or session.current != name:
+            break
+        value = values.get(name, "")
+        if not (_is_digits(value) and len(value) <= _MAX_LENGTH[name]):
+            value = ""
+        card = card.with_value(name, value)
+        session = _replace_field(session, session.field(name), digits=len(value), reason=None)
+        ended = _end_field(session, card, today)
+        session, card = ended.session, ended.card
+        progress += ended.progress
+    return Step(session, card, tuple(progress))
+
+
 # --- helpers ----------------------------------------------------------------------
 
 

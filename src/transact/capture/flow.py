@@ -13,6 +13,8 @@ the draft it was first applied to, never twice.
 from __future__ import annotations
 
 import base64
+import binascii
+import contextlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -28,15 +30,21 @@ from transact.contracts.calls import keypad_context
 from transact.contracts.capture import (
     CancelReason,
     CaptureCancelled,
+    CaptureCardPosted,
     CaptureCompleted,
     CaptureProgress,
     CaptureStarted,
+    link_card_context,
 )
 from transact.contracts.payments import PaymentRequested
 from transact.kernel import Kernel, audit
 from transact.kernel.db import add_to_outbox
 from transact.kernel.errors import ApiError, VaultError
 from transact.kernel.security import Principal
+
+# Options chosen when the capture opened, kept in the session's state beside the
+# domain's counts and verdicts (every step rewrites the state; these survive it).
+STATE_OPTIONS = ("save_card",)
 
 # The vault entry outlives the session a little, so expiry (not TTL) decides its end.
 VAULT_MARGIN = timedelta(minutes=2)
@@ -143,6 +151,8 @@ class Capture:
         currency: str,
         reference: str,
         fields: list[str] | None,
+        *,
+        save_card: bool = False,
     ) -> store.Row:
         now = utcnow()
         capture_id = "pay_" + secrets.token_hex(12)
@@ -170,7 +180,7 @@ class Capture:
                 reference=reference,
                 status="capturing",
                 cancel_reason=None,
-                state=step.session.to_dict(),
+                state={**step.session.to_dict(), **({"save_card": True} if save_card else {})},
                 vault_ref=vault_ref,
                 expires_at=step.session.expires_at(),
                 created_at=now,
@@ -208,10 +218,135 @@ class Capture:
                 actor=principal.actor,
                 tenant_id=row.tenant_id,
                 target=row.id,
-                details={"call_id": call_id, "amount": amount, "currency": currency},
+                details={
+                    "call_id": call_id,
+                    "amount": amount,
+                    "currency": currency,
+                    **({"save_card": True} if save_card else {}),
+                },
             )
         self.kernel.relay.notify()
         return row
+
+    # --- cards typed on the hosted payment page ------------------------------------------
+
+    async def link_card(self, message: CaptureCardPosted) -> None:
+        """Validate a card posted on the payment page, by the keypad's rules; keep it in
+        the vault (`ready`, for the agent to submit) or request the payment at once.
+
+        One capture per card posted: a card the rules refuse ends its capture
+        (`cancelled`, reason `invalid`) and the page asks again with a new one.
+        """
+        tenant_id, now = message.tenant_id, utcnow()
+        values = self._posted_values(tenant_id, message)
+        async with self.kernel.db.transaction() as session:
+            if await store.get(session, message.capture_id) is not None:
+                return  # a redelivery: the first delivery did it all
+            policy = await self.policy(session, tenant_id)
+            # Fields capture does not know fall back to the tenant's own.
+            with contextlib.suppress(ValueError):
+                policy = domain.Policy.from_dict({**policy.to_dict(), "fields": message.fields})
+            step = domain.fill(policy, values, now, now.date())
+            ready = step.session.status is domain.SessionStatus.READY
+            row = store.Row(
+                id=message.capture_id,
+                tenant_id=tenant_id,
+                call_id=None,
+                agent_id=message.agent_id,
+                channel="link",
+                amount=message.amount,
+                currency=message.currency,
+                reference=message.reference,
+                status="capturing",
+                cancel_reason=None,
+                state=step.session.to_dict(),
+                vault_ref="cap_" + secrets.token_urlsafe(18),
+                expires_at=step.session.expires_at(),
+                created_at=now,
+                outcome=None,
+            )
+            await store.insert(session, row)
+            events: list[Message] = [
+                CaptureStarted(
+                    tenant_id=tenant_id,
+                    correlation_id=row.id,
+                    capture_id=row.id,
+                    call_id=None,
+                    channel="link",
+                    agent_id=row.agent_id,
+                    fields=list(policy.fields),
+                ),
+                *_progress_events(row, step),
+            ]
+            if not ready:
+                await store.save(session, row.id, status="cancelled", cancel_reason="invalid")
+                events.append(
+                    CaptureCancelled(
+                        tenant_id=tenant_id,
+                        correlation_id=row.id,
+                        capture_id=row.id,
+                        call_id=None,
+                        agent_id=row.agent_id,
+                        reason="invalid",
+                    )
+                )
+            elif message.submit:
+                events.append(await self._request_link_payment(session, row, step))
+            else:
+                await self.kernel.vault.put(
+                    tenant_id,
+                    Draft(0, step.card, None).to_bytes(),
+                    ref=row.vault_ref,
+                    ttl=policy.ttl.total_seconds() + VAULT_MARGIN.total_seconds(),
+                )
+                await store.save(session, row.id, status="ready")
+            await add_to_outbox(session, *events)
+            await audit.append(
+                session,
+                action="capture.link_card",
+                actor=f"link:{message.link_id}",
+                tenant_id=tenant_id,
+                target=row.id,
+                details={"valid": ready, "submit": message.submit, "amount": row.amount},
+            )
+        self.kernel.relay.notify()
+
+    def _posted_values(self, tenant_id: str, message: CaptureCardPosted) -> dict[str, str]:
+        """The posted fields as strings; none (every field refused) when they do not open."""
+        try:
+            raw = self.kernel.vault.unseal(
+                tenant_id, base64.b64decode(message.sealed), link_card_context(message.capture_id)
+            )
+            data = json.loads(raw)
+        except (VaultError, ValueError, binascii.Error):
+            return {}
+        if not isinstance(data, dict):
+            return {}
+        return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+    async def _request_link_payment(
+        self, session: AsyncSession, row: store.Row, step: domain.Step
+    ) -> PaymentRequested:
+        """The customer pressed Pay: the card goes to its single-use entry for the PSP."""
+        payment_ref = await self.kernel.vault.put(
+            row.tenant_id, step.card.to_bytes(), ttl=VAULT_MARGIN.total_seconds() * 5
+        )
+        await store.save(session, row.id, status="submitted")
+        brand = step.session.brand
+        return PaymentRequested(
+            tenant_id=row.tenant_id,
+            correlation_id=row.id,
+            payment_id=row.id,
+            capture_id=row.id,
+            amount=row.amount,
+            currency=row.currency,
+            reference=row.reference,
+            channel=row.channel,
+            agent_id=row.agent_id,
+            vault_ref=payment_ref,
+            brand=brand.value if brand else None,
+            idempotency_key=f"{row.id}:authorize",
+        )
 
     # --- keys ----------------------------------------------------------------------
 
@@ -260,10 +395,11 @@ class Capture:
             domain.SessionStatus.READY: "ready",
             domain.SessionStatus.FAILED: "cancelled",
         }[current.status]
+        options = {k: row.state[k] for k in STATE_OPTIONS if k in row.state}
         await store.save(
             session,
             row.id,
-            state=current.to_dict(),
+            state={**current.to_dict(), **options},
             status=status,
             cancel_reason="failed" if status == "cancelled" else None,
         )
@@ -373,6 +509,7 @@ class Capture:
                     vault_ref=payment_ref,
                     brand=state.brand.value if state.brand else None,
                     idempotency_key=f"{row.id}:authorize",
+                    save_card=bool(row.state.get("save_card", False)),
                 ),
             )
             await audit.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from transact.capture.flow import Capture
 from transact.contracts import Message
 from transact.contracts.calls import CallAssigned, CallEnded, CallKeypad
+from transact.contracts.capture import CaptureCardPosted
 from transact.contracts.payments import (
     PaymentAuthorized,
     PaymentDeclined,
@@ -25,6 +26,10 @@ def subscribe(service: Service, capture: Capture) -> None:
     async def on_keypad(message: Message) -> None:
         assert isinstance(message, CallKeypad)
         await capture.keys(message.tenant_id, message.call_id, message.seq, message.sealed)
+
+    async def on_card_posted(message: Message) -> None:
+        assert isinstance(message, CaptureCardPosted)
+        await capture.link_card(message)
 
     async def on_assigned(message: Message) -> None:
         assert isinstance(message, CallAssigned)
@@ -58,6 +63,8 @@ def subscribe(service: Service, capture: Capture) -> None:
     # Every handler is idempotent by its own rules (keypad sequence numbers, state
     # checks), so at-least-once delivery needs no inbox here.
     service.subscribe(CallKeypad.topic, on_keypad)
+    # The capture id is the card's idempotency key: a repeat finds its capture there.
+    service.subscribe(CaptureCardPosted.topic, on_card_posted)
     service.subscribe(CallAssigned.topic, on_assigned)
     service.subscribe(CallEnded.topic, on_ended)
     for topic in OUTCOMES:

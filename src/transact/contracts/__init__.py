@@ -3,7 +3,7 @@
 Every contract module is imported here, so any message on the bus decodes.
 """
 
-from transact.contracts import calls, capture, money, payments
+from transact.contracts import calls, capture, links, messages, money, payments
 from transact.contracts.base import Message, UnknownMessageType, new_id, utcnow
 
 __all__ = [
@@ -11,6 +11,8 @@ __all__ = [
     "UnknownMessageType",
     "calls",
     "capture",
+    "links",
+    "messages",
     "money",
     "new_id",
     "payments",

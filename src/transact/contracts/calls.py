@@ -51,6 +51,15 @@ class CallAgentCode(Message):
     code: str
 
 
+class CallKeysOutsideCapture(Message):
+    """The customer pressed keys while no capture was open (e.g. keyed the card too
+    early). The keys were masked and dropped; only the fact travels, once per burst."""
+
+    topic = "call.keys_outside_capture"
+    call_id: str
+    source: Literal["dtmf", "speech"] = "dtmf"
+
+
 class CallSecureMode(Message):
     topic = "call.secure_mode"
     call_id: str

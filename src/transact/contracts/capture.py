@@ -6,7 +6,13 @@ from typing import Literal
 
 from transact.contracts.base import Message
 
-CancelReason = Literal["agent", "call_ended", "expired", "failed"]
+# "invalid": a card typed on the hosted payment page broke a rule; the page asks again.
+CancelReason = Literal["agent", "call_ended", "expired", "failed", "invalid"]
+
+
+def link_card_context(capture_id: str) -> bytes:
+    """Associated data sealing a card typed on the payment page to its capture."""
+    return b"link-card:" + capture_id.encode()
 
 
 class CaptureStarted(Message):
@@ -49,3 +55,25 @@ class CaptureCancelled(Message):
     call_id: str | None
     agent_id: str | None = None
     reason: CancelReason
+
+
+class CaptureCardPosted(Message):
+    """A whole card typed on the hosted payment page (a command for capture, from remote).
+
+    `sealed` is base64 of `Vault.seal(tenant, json {"pan", "expiry", "cvv"[, "postcode"]},
+    link_card_context(capture_id))`: the bus cannot read it. Capture validates it by its
+    own rules, seals it in the vault and, when `submit`, requests the payment at once;
+    otherwise the capture waits `ready` for the agent's submit. The capture id is chosen
+    by remote, so it can follow the capture's events; a repeat changes nothing.
+    """
+
+    topic = "capture.card_posted"
+    capture_id: str
+    link_id: str
+    agent_id: str | None
+    amount: int
+    currency: str
+    reference: str
+    fields: list[str]
+    sealed: str
+    submit: bool = True

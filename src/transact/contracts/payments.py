@@ -23,6 +23,9 @@ class PaymentRequested(Message):
     vault_ref: str
     idempotency_key: str
     brand: str | None = None
+    # Keep the card for later charges: after approval the PSP adapter stores the
+    # PSP's token (never the card) and names it in the outcome's `stored_card_id`.
+    save_card: bool = False
 
 
 class _Outcome(Message):
@@ -31,6 +34,8 @@ class _Outcome(Message):
     psp_reference: str | None = None
     decline_code: str | None = None
     attempts: int = 0
+    # The stored card this payment saved (`save_card`) or was charged to, if any.
+    stored_card_id: str | None = None
 
 
 class PaymentAuthorized(_Outcome):
@@ -43,6 +48,20 @@ class PaymentDeclined(_Outcome):
 
 class PaymentFailed(_Outcome):
     topic = "payment.failed"
+
+
+class PaymentPending(_Outcome):
+    """The PSP has not decided yet; the payment stays `submitted`.
+
+    `action` is `authentication_required` (a 3-D Secure challenge waits for the
+    cardholder, at `action_url` where the PSP gives one) or `processing` (the PSP
+    is still deciding). A later `payment.authorized`, `.declined` or `.failed`
+    ends it, once the PSP's answer is known (a status query).
+    """
+
+    topic = "payment.pending"
+    action: str = "authentication_required"
+    action_url: str | None = None
 
 
 class PaymentRefunded(Message):

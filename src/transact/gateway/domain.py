@@ -61,6 +61,23 @@ ROUTES: tuple[Route, ...] = (
     Route("/api/v1/audit", "auth"),
     Route("/.well-known/jwks.json", "auth"),
     Route("/api/v1/calls", "correlation"),
+    Route("/api/v1/calls/{}/payments", "capture"),
+    Route("/api/v1/payments", "capture"),
+    Route("/api/v1/capture", "capture"),
+    # Money movement after authorization is the PSP adapter's, under the same payment.
+    Route("/api/v1/payments/{}/attempts", "psp"),
+    Route("/api/v1/payments/{}/capture", "psp"),
+    Route("/api/v1/payments/{}/refund", "psp"),
+    Route("/api/v1/payments/{}/void", "psp"),
+    Route("/api/v1/cards", "psp"),
+    Route("/api/v1/psp", "psp"),
+    Route("/api/v1/psp/webhook", "psp-webhooks"),
+    Route("/media", "telephony"),
+    Route("/ws/agent", "notifications"),
+    Route("/api/v1/payment-links", "remote"),
+    Route("/pay", "remote"),
+    Route("/api/v1/communications", "communications"),
+    Route("/dev/outbox", "communications"),
 )
 
 
@@ -97,24 +114,47 @@ DEFAULT_CSP = "frame-ancestors 'none'; object-src 'none'; base-uri 'none'; form-
 API_CACHE_CONTROL = "no-store"
 
 
+@dataclass(frozen=True)
+class PathHeader:
+    """A header whose value depends on the path: the first rule whose prefix matches wins,
+    `default` otherwise (None: the header is not set). Data, not code, so the nginx
+    configuration of a distributed deployment is rendered from the same rules."""
+
+    name: str
+    rules: tuple[tuple[str, str], ...]  # (prefix pattern, value)
+    default: str | None
+
+    def value(self, path: str) -> str | None:
+        return next((v for prefix, v in self.rules if matches(prefix, path)), self.default)
+
+
+FIXED_HEADERS: tuple[tuple[str, str], ...] = (
+    ("Strict-Transport-Security", HSTS),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+)
+PATH_HEADERS: tuple[PathHeader, ...] = (
+    PathHeader("Content-Security-Policy", (("/pay", PAY_CSP),), DEFAULT_CSP),
+    # API answers carry tokens, payment state and personal data: never to a cache.
+    PathHeader("Cache-Control", (("/api", API_CACHE_CONTROL),), None),
+)
+
+
 def security_headers(path: str) -> list[tuple[str, str]]:
     """The headers every response to `path` carries, replacing any the app set."""
-    headers = [
-        ("Strict-Transport-Security", HSTS),
-        ("X-Content-Type-Options", "nosniff"),
-        ("Referrer-Policy", "no-referrer"),
-        ("X-Frame-Options", "DENY"),
-        ("Content-Security-Policy", PAY_CSP if matches("/pay", path) else DEFAULT_CSP),
-    ]
-    if matches("/api", path):
-        # API answers carry tokens, payment state and personal data: never to a cache.
-        headers.append(("Cache-Control", API_CACHE_CONTROL))
+    headers = list(FIXED_HEADERS)
+    for header in PATH_HEADERS:
+        value = header.value(path)
+        if value is not None:
+            headers.append((header.name, value))
     return headers
 
 
 # --- request ids -----------------------------------------------------------------
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+REQUEST_ID_PATTERN = r"[A-Za-z0-9._-]{1,64}"  # nginx checks the same pattern
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 
 
 def accept_request_id(value: str | None) -> str | None:

@@ -32,6 +32,8 @@ class Kernel:
     directory: Directory
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     started: bool = False
+    # The vault's own store when TRANSACT_VAULT_URL names one; None: the vault uses `cache`.
+    vault_store: Cache | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Kernel:
@@ -44,7 +46,10 @@ class Kernel:
         bus = bus_from_url(settings.bus_url, settings.namespace, options)
         db = Database(settings.effective_database_url)
         cache = cache_from_url(settings.cache_url, settings.namespace)
-        vault = Vault(cache, Keyring(settings.master_keys()), settings.vault_ttl)
+        vault_store = (
+            cache_from_url(settings.vault_url, settings.namespace) if settings.vault_url else None
+        )
+        vault = Vault(vault_store or cache, Keyring(settings.master_keys()), settings.vault_ttl)
         relay = OutboxRelay(db, bus, poll_interval=settings.outbox_poll_interval)
         sessions = Sessions(cache, settings.session_idle_timeout, settings.session_max_age)
         authenticator = Authenticator(TokenVerifier(cache), sessions)
@@ -58,12 +63,15 @@ class Kernel:
             sessions=sessions,
             authenticator=authenticator,
             directory=Directory(cache),
+            vault_store=vault_store,
         )
 
     async def check(self) -> None:
         """Reach every backend; raises BackendUnavailable with a one-line reason."""
         await self.db.ping()
         await self.cache.ping()
+        if self.vault_store is not None:
+            await self.vault_store.ping()
         await self.bus.ping()
 
     async def start(self, *, migrate: bool) -> None:
@@ -81,8 +89,13 @@ class Kernel:
         )
 
     async def stop(self) -> None:
+        # Consumers first: their in-flight handlers finish and commit, then the relay
+        # publishes what they committed, then the connections close.
+        await self.bus.stop()
         await self.relay.stop()
         await self.bus.close()
         await self.cache.close()
+        if self.vault_store is not None:
+            await self.vault_store.close()
         await self.db.close()
         self.started = False

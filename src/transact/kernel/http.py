@@ -209,6 +209,9 @@ async def start_services(kernel: Kernel, services: list[Service]) -> None:
 
 
 async def stop_services(kernel: Kernel, services: list[Service]) -> None:
+    # Stop consuming before any service closes what its handlers use (a PSP client, a
+    # socket): in-flight handlers finish, messages not yet started go back to the group.
+    await kernel.bus.stop()
     for service in reversed(services):
         for hook in service.on_stop:
             await hook()

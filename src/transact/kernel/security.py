@@ -157,6 +157,14 @@ class Sessions:
     async def end(self, session_id: str) -> None:
         await self._cache.delete(self._key(session_id))
 
+    async def alive(self, session_id: str) -> bool:
+        """Whether the session still stands, without restarting its idle clock: a
+        long-lived push socket must not keep an idle session signed in."""
+        raw = await self._cache.get(self._key(session_id))
+        if raw is None:
+            return False
+        return time.time() - float(json.loads(raw)["created_at"]) <= self.max_age
+
 
 class TokenVerifier:
     """Checks access tokens against the signing keys auth publishes in the cache."""
@@ -215,6 +223,19 @@ class Authenticator:
         if session_id:
             return await self._from_cookie(request, session_id)
         raise ApiError(401, "unauthenticated", "sign in or present a bearer token")
+
+    async def from_token(self, token: str) -> Principal:
+        """The principal of a bearer token presented outside an HTTP request (a WebSocket's
+        first message); 401 `ApiError` as for a request."""
+        return await self._from_token(token)
+
+    async def from_session(self, session_id: str) -> Principal:
+        """The principal of a session cookie on a WebSocket upgrade. The caller checks the
+        Origin instead of a CSRF header, which a browser cannot add to an upgrade."""
+        session = await self.sessions.touch(session_id)
+        if session is None:
+            raise ApiError(401, "session_expired", "the session has ended; sign in again")
+        return session.principal(via_cookie=True)
 
     async def _from_token(self, token: str) -> Principal:
         claims = await self.verifier.claims(token)

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     database_url: str = ""
     bus_url: str = "memory://"
     cache_url: str = "memory://"
+    vault_url: str = Field(
+        default="",
+        description="where the vault keeps sealed card data; empty: the cache. A Redis of "
+        "its own lets a network policy keep every service but capture and psp away from it",
+    )
     master_key: SecretStr | None = None
     previous_master_keys: SecretStr | None = Field(
         default=None, description="comma-separated base64 keys that still decrypt, never encrypt"
@@ -76,8 +81,21 @@ class Settings(BaseSettings):
     bus_max_deliveries: int = Field(default=10, ge=1)
     vault_ttl: float = Field(default=900.0, gt=0)
     outbox_poll_interval: float = Field(default=0.2, gt=0)
+    # psp
+    psp_reconcile_after: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds a payment stays `submitted` before reconciliation asks the PSP; "
+        "keep it above the PSP call timeout (15 s) where several PSP processes run",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="let merchant webhooks go to private and loopback addresses (and over "
+        "plain http to them): for tests and closed networks only",
+    )
     # auth
     demo_password: SecretStr | None = None
+    demo_media_token: SecretStr | None = None
     access_token_ttl: float = Field(default=300.0, gt=0)
     session_idle_timeout: float = Field(default=900.0, gt=0)
     session_max_age: float = Field(default=12 * 3600.0, gt=0)
@@ -87,6 +105,28 @@ class Settings(BaseSettings):
         default=1.0, ge=0, description="multiplies every rate limit; 0 turns them off"
     )
     public_url: str = ""
+    # telephony
+    media_pair_timeout: float = Field(
+        default=30.0, gt=0, description="seconds a media leg waits for its partner leg"
+    )
+    media_start_timeout: float = Field(
+        default=10.0, gt=0, description="seconds a media socket may stay open without `start`"
+    )
+    # notifications
+    push_heartbeat: float = Field(
+        default=20.0, gt=0, description="seconds between the push channel's ping messages"
+    )
+    push_resume_window: float = Field(
+        default=300.0,
+        gt=0,
+        description="seconds pushed events are kept so a client can resume after a disconnect",
+    )
+    push_queue_limit: int = Field(
+        default=256, ge=1, description="messages queued for one push socket before it is cut off"
+    )
+    push_auth_timeout: float = Field(
+        default=5.0, gt=0, description="seconds a push socket may take to send its auth message"
+    )
 
     @field_validator("bus_url")
     @classmethod
@@ -97,6 +137,11 @@ class Settings(BaseSettings):
     @classmethod
     def _cache_url(cls, v: str) -> str:
         return _check_scheme(v, CACHE_SCHEMES, "TRANSACT_CACHE_URL")
+
+    @field_validator("vault_url")
+    @classmethod
+    def _vault_url(cls, v: str) -> str:
+        return _check_scheme(v, CACHE_SCHEMES, "TRANSACT_VAULT_URL") if v else v
 
     @field_validator("database_url")
     @classmethod

@@ -20,11 +20,13 @@ def build(kernel: Kernel, psp: Psp | None = None) -> Service:
     service = Service(name="psp", routers=[build_router(kernel, psp)])
     handlers.subscribe(service, psp)
 
-    async def start() -> None:
-        # Payments left mid-flight by a crash are resolved by asking, never by resending.
-        await psp.reconcile()
+    after = kernel.settings.psp_reconcile_after
 
-    service.on_start.append(start)
+    async def reconcile() -> None:
+        # Payments left mid-flight by a crash are resolved by asking, never by resending.
+        await psp.reconcile(older_than_seconds=after)
+
+    service.on_start.append(reconcile)
     service.on_stop.append(psp.close)
-    service.every(RECONCILE_SECONDS, psp.reconcile, "reconcile")
+    service.every(min(RECONCILE_SECONDS, max(1.0, after)), reconcile, "reconcile")
     return service

@@ -169,7 +169,9 @@ class PaymentStatus(StrEnum):
     AUTHORIZED = "authorized"  # captured at once for a sale; see `captured`
     DECLINED = "declined"
     FAILED = "failed"
-    PENDING = "pending"  # 3-D Secure or the PSP still deciding
+    # No longer written: a payment waiting for 3-D Secure stays SUBMITTED and is
+    # announced by `payment.pending`. Kept for rows written before that.
+    PENDING = "pending"
     VOIDED = "voided"
     REFUNDED = "refunded"
     PARTIALLY_REFUNDED = "partially_refunded"

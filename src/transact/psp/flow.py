@@ -9,16 +9,26 @@ Charged at most once, by construction:
   after a timeout or an ambiguous error we ask the same connector for the
   payment by our reference, and if even that cannot be answered the payment
   stays `submitted` for reconciliation, which never sends it again.
+
+Cards kept for later (`PaymentRequested.save_card`): after an approval the
+card, still in memory, is tokenized at the connector that approved it (or the
+token that came back with the authorization is used); only that token, sealed,
+with brand, BIN and last 4 is stored. A stored card is charged on the connector
+that issued its token and nowhere else: there is no failover for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -26,11 +36,13 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 
 from transact.contracts import Message, utcnow
+from transact.contracts.money import check_money
 from transact.contracts.payments import (
     PaymentAuthorized,
     PaymentCaptured,
     PaymentDeclined,
     PaymentFailed,
+    PaymentPending,
     PaymentRefunded,
     PaymentRequested,
     PaymentVoided,
@@ -47,9 +59,11 @@ from transact.psp.connectors.base import (
     Connector,
     DeclineCode,
     HttpCall,
+    Interaction,
     Order,
     Outcome,
     PspResult,
+    interaction_for,
 )
 from transact.psp.connectors.http import send
 
@@ -62,9 +76,30 @@ DEFAULT_BASE_URLS = {
     "checkout": "https://api.sandbox.checkout.com",
 }
 STATUS_QUERIES = 3
+# How long a payment may wait for its 3-D Secure challenge before it is failed.
+PENDING_LIMIT = timedelta(hours=1)
 CALL_TIMEOUT = 15.0
+TOKEN_CONTEXT = b"psp-card-token"
+TOKEN_OPERATIONS = frozenset({"tokenize", "keep_token"})
+STORED_CARD_CHANNEL = "stored_card"
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _AMBIGUOUS = (httpx.TimeoutException, httpx.TransportError)
+
+
+def action_url(action: Mapping[str, Any] | None) -> str | None:
+    """Where a PSP's pending action (a 3-D Secure challenge) lives, in any provider's shape:
+    Stripe `redirect_to_url.url`, Adyen `url`, Checkout.com `href`, the sandbox `url`."""
+    if not action:
+        return None
+    nested = action.get("redirect_to_url")
+    for value in (
+        nested.get("url") if isinstance(nested, Mapping) else None,
+        action.get("url"),
+        action.get("href"),
+    ):
+        if isinstance(value, str) and value.startswith("https://") and len(value) <= 2048:
+            return value
+    return None
 
 
 def card_from_vault(raw: bytes) -> Card:
@@ -80,6 +115,29 @@ def card_from_vault(raw: bytes) -> Card:
         )
     except (ValueError, KeyError, TypeError):
         raise VaultError("the vault entry is not a card") from None
+
+
+@dataclass(frozen=True)
+class _Ended:
+    """A PSP call's result, to be written to its attempt row in a later transaction."""
+
+    seq: int
+    result: PspResult
+    latency_ms: int
+    transcript: Any
+
+
+@dataclass(frozen=True)
+class KeptCard:
+    """A card to store after an approval: the PSP's token (sealed when stored), and
+    what may be displayed. Never the number, expiry or security code."""
+
+    connector: str
+    token: str
+    brand: str | None
+    bin: str
+    last4: str
+    created_by: str | None
 
 
 @dataclass(frozen=True)
@@ -124,7 +182,10 @@ class Psp:
 
     async def setup(self, tenant_id: str) -> Setup:
         async with self.kernel.db.transaction() as session:
-            stored = await store.routes_of(session, tenant_id)
+            return await self._setup_in(session, tenant_id)
+
+    async def _setup_in(self, session: Any, tenant_id: str) -> Setup:
+        stored = await store.routes_of(session, tenant_id)
         if stored is None:
             # The sandbox only in demo mode: a real tenant without routes must not
             # have its customers' payments "approved" by a simulator.
@@ -237,28 +298,62 @@ class Psp:
     # --- authorize ---------------------------------------------------------------------
 
     async def authorize(self, request: PaymentRequested) -> None:
-        if not await self._claim(request):
-            return
+        """Authorize with failover, in as few transactions as the rules allow.
+
+        One transaction records the payment, reads the routing and starts the first
+        attempt; each PSP call's result is written in the next transaction (the one
+        that starts another attempt, or the one that records the outcome). An
+        attempt row is always committed before its call leaves; a crash in between
+        leaves it `sending`, which reconciliation follows up by asking.
+        """
         try:
-            card = card_from_vault(
+            card: Card | None = card_from_vault(
                 await self.kernel.vault.take(request.tenant_id, request.vault_ref)
             )
         except VaultError:
-            await self._finish(
-                request.payment_id,
-                PspResult(
-                    Outcome.ERROR,
-                    decline_code=DeclineCode.PROCESSING_ERROR,
-                    message="card details unavailable",
-                ),
-                connector=None,
-            )
-            return
-        setup = await self.setup(request.tenant_id)
+            card = None  # used already (a redelivery), expired, or never stored
         facts = domain.PaymentFacts(
             request.amount, request.currency, request.brand, request.channel
         )
-        routes = domain.candidates(setup.routes, facts, random.random())
+        finished = False
+        try:
+            async with self.kernel.db.transaction() as session:
+                await store.insert_payment(
+                    session,
+                    status=domain.PaymentStatus.SUBMITTED.value,
+                    **self._payment_values(request),
+                )
+                setup = await self._setup_in(session, request.tenant_id)
+                routes = domain.candidates(setup.routes, facts, random.random())
+                first = await self._next_route(routes, 0)
+                if card is None or first is None:
+                    payment = await store.payment(session, request.payment_id, lock=True)
+                    assert payment is not None
+                    await self._finish_in(
+                        session,
+                        payment,
+                        PspResult(
+                            Outcome.ERROR,
+                            decline_code=DeclineCode.PROCESSING_ERROR,
+                            message="card details unavailable"
+                            if card is None
+                            else "no connector takes this payment",
+                        ),
+                        connector=None,
+                        attempts=0,
+                    )
+                    finished = True
+                    return
+                index, connector = first[0], self.connector(setup, first[1])
+                key = f"{request.idempotency_key}:{connector.name}"
+                seq = await store.start_attempt(
+                    session, request.payment_id, "authorize", connector.name, key, seq=1
+                )
+        except IntegrityError:
+            return  # the payment is known already: a redelivery
+        finally:
+            if finished:
+                self.kernel.relay.notify()  # the outcome was recorded at once
         order = Order(
             reference=request.payment_id,
             amount=request.amount,
@@ -267,31 +362,30 @@ class Psp:
             capture=setup.capture,
             card=card,
             description=request.reference,
+            # A card given over the phone is a telephone order (MOTO); a link is e-commerce.
+            interaction=interaction_for(request.channel),
+            store=request.save_card,
+            shopper_reference=request.payment_id if request.save_card else None,
         )
-        last = PspResult(
-            Outcome.ERROR,
-            decline_code=DeclineCode.PROCESSING_ERROR,
-            message="no connector takes this payment",
-        )
-        last_connector: str | None = None
-        for route in routes:
-            if await self._breaker_open(route.connector):
-                continue
-            connector = self.connector(setup, route)
-            result = await self._attempt(request.payment_id, connector, order)
-            last, last_connector = result, connector.name
+        unrecorded: list[_Ended] = []
+        tried = 1
+        while True:
+            keyed = dataclasses.replace(order, idempotency_key=key)
+            call = connector.authorize_call(keyed)
+            result, latency, body = await self._call(connector, call, connector.parse_authorize)
+            unrecorded.append(_Ended(seq, result, latency, self._transcript(connector, call, body)))
+            last: PspResult = result
             next_step = domain.after_attempt(result)
             # A timeout or refusal counts against the PSP; our own invalid request does not.
             await self._breaker_record(
                 connector.name,
                 next_step is domain.Next.DONE or result.decline_code is DeclineCode.INVALID_REQUEST,
             )
-            if next_step is domain.Next.DONE:
-                break
             if next_step is domain.Next.ASK_STATUS:
                 known = await self._ask_status(request.payment_id, connector)
                 if known is None:
                     # Unknown whether it charged: never another PSP; reconciliation decides.
+                    await self._record_ends(request.payment_id, unrecorded)
                     log.warning(
                         "psp.outcome_unknown",
                         payment_id=request.payment_id,
@@ -301,60 +395,184 @@ class Psp:
                 last = known
                 if known.outcome is not Outcome.ERROR:
                     break
+            elif next_step is domain.Next.DONE:
+                break
+            following = await self._next_route(routes, index + 1)
+            if following is None:
+                break
+            index, connector = following[0], self.connector(setup, following[1])
+            key = f"{request.idempotency_key}:{connector.name}"
+            async with self.kernel.db.transaction() as session:
+                await self._end_attempts(session, request.payment_id, unrecorded)
+                seq = await store.start_attempt(
+                    session, request.payment_id, "authorize", connector.name, key
+                )
+            tried += 1
+        kept = None
+        if request.save_card and last.outcome is Outcome.APPROVED:
+            await self._record_ends(request.payment_id, unrecorded)
+            kept = await self._keep_card(
+                request.payment_id, connector, card, last, request.brand, request.agent_id
+            )
         await self._finish(
-            request.payment_id, last, connector=last_connector, captured=setup.capture
+            request.payment_id,
+            last,
+            connector=connector.name,
+            captured=setup.capture,
+            kept=kept,
+            ended=unrecorded,
+            attempts=tried,
         )
+
+    async def _next_route(
+        self, routes: list[domain.Route], start: int
+    ) -> tuple[int, domain.Route] | None:
+        """The first route from `start` on whose circuit is closed."""
+        for index in range(start, len(routes)):
+            if not await self._breaker_open(routes[index].connector):
+                return index, routes[index]
+        return None
+
+    @staticmethod
+    def _payment_values(request: PaymentRequested) -> dict[str, Any]:
+        return {
+            "id": request.payment_id,
+            "tenant_id": request.tenant_id,
+            "capture_id": request.capture_id,
+            "amount": request.amount,
+            "currency": request.currency,
+            "reference": request.reference,
+            "channel": request.channel,
+            "agent_id": request.agent_id,
+            "brand": request.brand,
+        }
+
+    @staticmethod
+    def _transcript(connector: Connector, call: HttpCall, body: Any) -> Any:
+        return connector.scrub(
+            {
+                "request": {
+                    "method": call.method,
+                    "path": call.path,
+                    "json": call.json,
+                    "form": call.form,
+                },
+                "response": body,
+            }
+        )
+
+    async def _end_attempts(self, session: Any, payment_id: str, ended: list[_Ended]) -> None:
+        """Write the results of attempts whose calls are done (and forget them)."""
+        for attempt in ended:
+            result = attempt.result
+            await store.finish_attempt(
+                session,
+                payment_id,
+                attempt.seq,
+                outcome=result.outcome.value,
+                decline_code=result.decline_code.value if result.decline_code else None,
+                http_status=result.http_status,
+                psp_reference=result.psp_reference,
+                latency_ms=attempt.latency_ms,
+                transcript=attempt.transcript,
+            )
+        ended.clear()
+
+    async def _record_ends(self, payment_id: str, ended: list[_Ended]) -> None:
+        if ended:
+            async with self.kernel.db.transaction() as session:
+                await self._end_attempts(session, payment_id, ended)
 
     async def _claim(self, request: PaymentRequested) -> bool:
         """Record the payment; False when it is already known (a redelivery)."""
+        return await self._claim_row(**self._payment_values(request))
+
+    async def _claim_row(self, *, audit_entry: dict[str, Any] | None = None, **values: Any) -> bool:
         try:
             async with self.kernel.db.transaction() as session:
                 await store.insert_payment(
-                    session,
-                    id=request.payment_id,
-                    tenant_id=request.tenant_id,
-                    capture_id=request.capture_id,
-                    amount=request.amount,
-                    currency=request.currency,
-                    reference=request.reference,
-                    channel=request.channel,
-                    agent_id=request.agent_id,
-                    brand=request.brand,
-                    status=domain.PaymentStatus.SUBMITTED.value,
+                    session, status=domain.PaymentStatus.SUBMITTED.value, **values
                 )
+                if audit_entry is not None:
+                    await audit.append(session, **audit_entry)
         except IntegrityError:
             return False
         return True
 
     async def _attempt(self, payment_id: str, connector: Connector, order: Order) -> PspResult:
         key = f"{order.idempotency_key}:{connector.name}"
+        keyed = dataclasses.replace(order, idempotency_key=key)
+        if order.card is None and order.token is not None:
+            call = connector.charge_token_call(keyed)
+        else:
+            call = connector.authorize_call(keyed)
+        return await self._recorded(
+            payment_id, "authorize", connector, call, connector.parse_authorize, key
+        )
+
+    async def _recorded(
+        self,
+        payment_id: str,
+        operation: str,
+        connector: Connector,
+        call: HttpCall,
+        parse: Callable[[int, Any], PspResult],
+        key: str,
+    ) -> PspResult:
+        """Send one call for a payment with its attempt row written first, then completed."""
         async with self.kernel.db.transaction() as session:
-            seq = await store.start_attempt(session, payment_id, "authorize", connector.name, key)
-        call = connector.authorize_call(Order(**{**order.__dict__, "idempotency_key": key}))
-        result, latency, body = await self._call(connector, call, connector.parse_authorize)
+            seq = await store.start_attempt(session, payment_id, operation, connector.name, key)
+        result, latency, body = await self._call(connector, call, parse)
+        # Tokenization answers are the token itself: kept sealed, never in a transcript.
+        transcript = (
+            None if operation in TOKEN_OPERATIONS else self._transcript(connector, call, body)
+        )
         async with self.kernel.db.transaction() as session:
-            await store.finish_attempt(
-                session,
-                payment_id,
-                seq,
-                outcome=result.outcome.value,
-                decline_code=result.decline_code.value if result.decline_code else None,
-                http_status=result.http_status,
-                psp_reference=result.psp_reference,
-                latency_ms=latency,
-                transcript=connector.scrub(
-                    {
-                        "request": {
-                            "method": call.method,
-                            "path": call.path,
-                            "json": call.json,
-                            "form": call.form,
-                        },
-                        "response": body,
-                    }
-                ),
+            await self._end_attempts(
+                session, payment_id, [_Ended(seq, result, latency, transcript)]
             )
         return result
+
+    async def _keep_card(
+        self,
+        payment_id: str,
+        connector: Connector,
+        card: Card,
+        approved: PspResult,
+        brand: str | None,
+        created_by: str | None,
+    ) -> KeptCard | None:
+        """The approving connector's token for `card`, or None when it could not be had.
+
+        A failure here never touches the payment: it is approved, only not kept.
+        """
+        token = approved.token
+        if token is None:
+            key = f"{payment_id}:tokenize:{connector.name}"
+            call = connector.tokenize_call(card, payment_id, key)
+            got = await self._recorded(
+                payment_id, "tokenize", connector, call, connector.parse_tokenize, key
+            )
+            token = got.token if got.outcome is Outcome.APPROVED else None
+        if token is not None:
+            key = f"{payment_id}:keep:{connector.name}"
+            follow = connector.keep_token_call(token, payment_id, key)
+            if follow is not None:
+                kept = await self._recorded(
+                    payment_id, "keep_token", connector, follow, connector.parse_keep_token, key
+                )
+                token = kept.token if kept.outcome is Outcome.APPROVED else None
+        if token is None:
+            log.warning("psp.card_not_kept", payment_id=payment_id, connector=connector.name)
+            return None
+        return KeptCard(
+            connector=connector.name,
+            token=token,
+            brand=brand,
+            bin=card.pan.bin,
+            last4=card.pan.last4,
+            created_by=created_by,
+        )
 
     async def _ask_status(self, payment_id: str, connector: Connector) -> PspResult | None:
         """What the PSP knows of our payment: a result, or None when it cannot tell us."""
@@ -377,71 +595,313 @@ class Psp:
         return None
 
     async def _finish(
-        self, payment_id: str, result: PspResult, *, connector: str | None, captured: bool = True
+        self,
+        payment_id: str,
+        result: PspResult,
+        *,
+        connector: str | None,
+        captured: bool = True,
+        kept: KeptCard | None = None,
+        card_id: str | None = None,
+        ended: list[_Ended] | None = None,
+        attempts: int | None = None,
     ) -> None:
+        """Store the outcome and publish it, once. `kept`: a card to store with an approval;
+        `card_id`: the stored card the payment was charged to; `ended`: attempt results
+        not written yet, written in the same transaction."""
         async with self.kernel.db.transaction() as session:
+            if ended:
+                await self._end_attempts(session, payment_id, ended)
             payment = await store.payment(session, payment_id, lock=True)
-            if payment is None or payment.status != domain.PaymentStatus.SUBMITTED:
+            if payment is None:
                 return
-            attempts = len(await store.attempts_of(session, payment_id))
-            code = result.decline_code.value if result.decline_code else None
-            fields = {
-                "payment_id": payment_id,
-                "connector": connector,
-                "psp_reference": result.psp_reference,
-                "decline_code": code,
-                "attempts": attempts,
-                "tenant_id": payment.tenant_id,
-                "correlation_id": payment_id,
-            }
-            event: Message
-            if result.outcome is Outcome.APPROVED:
-                status = domain.PaymentStatus.AUTHORIZED
-                amount = result.amount or payment.amount
-                event = PaymentAuthorized(**fields)
-                await store.save_payment(
-                    session,
-                    payment_id,
-                    authorized_amount=amount,
-                    captured_amount=amount if captured else 0,
-                )
-            elif result.outcome is Outcome.DECLINED:
-                status, event = domain.PaymentStatus.DECLINED, PaymentDeclined(**fields)
-            elif result.outcome is Outcome.PENDING:
-                status, event = (
-                    domain.PaymentStatus.PENDING,
-                    PaymentFailed(
-                        **{**fields, "decline_code": DeclineCode.AUTHENTICATION_REQUIRED.value}
-                    ),
-                )
-            else:
-                status, event = domain.PaymentStatus.FAILED, PaymentFailed(**fields)
-            await store.save_payment(
+            await self._finish_in(
                 session,
-                payment_id,
-                status=status.value,
+                payment,
+                result,
                 connector=connector,
-                psp_reference=result.psp_reference,
-                decline_code=code,
+                captured=captured,
+                kept=kept,
+                card_id=card_id,
                 attempts=attempts,
             )
-            await add_to_outbox(session, event)
+        self.kernel.relay.notify()
+
+    async def _finish_in(
+        self,
+        session: Any,
+        payment: store.Payment,
+        result: PspResult,
+        *,
+        connector: str | None,
+        captured: bool = True,
+        kept: KeptCard | None = None,
+        card_id: str | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        """`_finish` in the caller's transaction, `payment` read (locked) in it.
+        `attempts`: the authorization attempts made, when the caller knows."""
+        payment_id = payment.id
+        if payment.status != domain.PaymentStatus.SUBMITTED:
+            return
+        if attempts is None:
+            attempts = await store.count_attempts(session, payment_id, "authorize")
+        code = result.decline_code.value if result.decline_code else None
+        if kept is not None and result.outcome is Outcome.APPROVED:
+            card_id = await self._store_card(session, payment, kept)
+        fields = {
+            "payment_id": payment_id,
+            "connector": connector,
+            "psp_reference": result.psp_reference,
+            "decline_code": code,
+            "attempts": attempts,
+            "tenant_id": payment.tenant_id,
+            "correlation_id": payment_id,
+            "stored_card_id": card_id,
+        }
+        if result.outcome is Outcome.PENDING:
+            await self._pending(session, payment, result, connector, attempts)
+            return
+        event: Message
+        amounts: dict[str, int] = {}
+        if result.outcome is Outcome.APPROVED:
+            status = domain.PaymentStatus.AUTHORIZED
+            amount = result.amount or payment.amount
+            event = PaymentAuthorized(**fields)
+            amounts = {
+                "authorized_amount": amount,
+                "captured_amount": amount if captured else 0,
+            }
+        elif result.outcome is Outcome.DECLINED:
+            status, event = domain.PaymentStatus.DECLINED, PaymentDeclined(**fields)
+        else:
+            status, event = domain.PaymentStatus.FAILED, PaymentFailed(**fields)
+        await store.save_payment(
+            session,
+            payment_id,
+            status=status.value,
+            connector=connector,
+            psp_reference=result.psp_reference,
+            decline_code=code,
+            attempts=attempts,
+            **amounts,
+        )
+        await add_to_outbox(session, event)
+        await audit.append(
+            session,
+            action=f"payment.{status.value}",
+            actor="service:psp",
+            tenant_id=payment.tenant_id,
+            target=payment_id,
+            details={"connector": connector, "decline_code": code, "attempts": attempts},
+        )
+
+    async def _pending(
+        self,
+        session: Any,
+        payment: store.Payment,
+        result: PspResult,
+        connector: str | None,
+        attempts: int,
+    ) -> None:
+        """The PSP has not decided (3-D Secure, or still processing): the payment stays
+        `submitted`, announced once; a status query (reconciliation) ends it later."""
+        if payment.psp_reference is not None and payment.psp_reference == result.psp_reference:
+            return  # announced already; still waiting
+        action = (
+            "authentication_required"
+            if result.decline_code is DeclineCode.AUTHENTICATION_REQUIRED
+            else "processing"
+        )
+        await store.save_payment(
+            session,
+            payment.id,
+            connector=connector,
+            psp_reference=result.psp_reference,
+            attempts=attempts,
+        )
+        await add_to_outbox(
+            session,
+            PaymentPending(
+                tenant_id=payment.tenant_id,
+                correlation_id=payment.id,
+                payment_id=payment.id,
+                connector=connector,
+                psp_reference=result.psp_reference,
+                attempts=attempts,
+                action=action,
+                action_url=action_url(result.action),
+            ),
+        )
+        await audit.append(
+            session,
+            action="payment.pending",
+            actor="service:psp",
+            tenant_id=payment.tenant_id,
+            target=payment.id,
+            details={"connector": connector, "action": action, "attempts": attempts},
+        )
+
+    async def _store_card(self, session: Any, payment: store.Payment, kept: KeptCard) -> str:
+        card_id = "card_" + secrets.token_hex(12)
+        await store.add_stored_card(
+            session,
+            id=card_id,
+            tenant_id=payment.tenant_id,
+            connector=kept.connector,
+            token=self.kernel.vault.seal(payment.tenant_id, kept.token.encode(), TOKEN_CONTEXT),
+            brand=kept.brand,
+            bin=kept.bin,
+            last4=kept.last4,
+            payment_id=payment.id,
+            created_by=kept.created_by,
+        )
+        await audit.append(
+            session,
+            action="card.saved",
+            actor="service:psp",
+            tenant_id=payment.tenant_id,
+            target=card_id,
+            details={
+                "payment_id": payment.id,
+                "connector": kept.connector,
+                "brand": kept.brand,
+                "last4": kept.last4,
+            },
+        )
+        return card_id
+
+    # --- stored cards ----------------------------------------------------------------------
+
+    async def stored_cards(
+        self, principal: Principal, limit: int = 100, before: str | None = None
+    ) -> list[store.StoredCard]:
+        async with self.kernel.db.transaction() as session:
+            return await store.stored_cards_of(session, principal.tenant_id, limit, before)
+
+    async def _stored_card(self, principal: Principal, card_id: str) -> store.StoredCard:
+        async with self.kernel.db.transaction() as session:
+            card = await store.stored_card(session, card_id)
+        if card is None or card.tenant_id != principal.tenant_id:
+            raise ApiError(404, "not_found", "no such stored card")
+        return card
+
+    async def forget_card(self, principal: Principal, card_id: str) -> None:
+        """Delete a stored card: its token is gone from here (the PSP keeps its copy)."""
+        card = await self._stored_card(principal, card_id)
+        async with self.kernel.db.transaction() as session:
+            if not await store.delete_stored_card(session, card.id):
+                raise ApiError(404, "not_found", "no such stored card")
             await audit.append(
                 session,
-                action=f"payment.{status.value}",
-                actor="service:psp",
-                tenant_id=payment.tenant_id,
-                target=payment_id,
-                details={"connector": connector, "decline_code": code, "attempts": attempts},
+                action="card.deleted",
+                actor=principal.actor,
+                tenant_id=card.tenant_id,
+                target=card.id,
+                details={"connector": card.connector, "last4": card.last4},
             )
-        self.kernel.relay.notify()
+
+    async def charge_card(
+        self,
+        principal: Principal,
+        card_id: str,
+        amount: int,
+        currency: str,
+        reference: str,
+        idempotency_key: str | None = None,
+    ) -> store.Payment:
+        """Charge a stored card, merchant-initiated, on the connector that issued its token.
+
+        With an idempotency key the payment id derives from it, so a retry after a
+        crash finds the same payment (and the PSP the same request) instead of
+        charging again. A token is bound to its PSP: no failover, ever.
+        """
+        problem = check_money(amount, currency)
+        if problem:
+            code = "invalid_amount" if "amount" in problem else "invalid_currency"
+            raise ApiError(422, code, problem)
+        card = await self._stored_card(principal, card_id)
+        setup = await self.setup(card.tenant_id)
+        route = next((r for r in setup.routes if r.connector == card.connector), None)
+        if route is None:
+            raise ApiError(
+                409,
+                "connector_unavailable",
+                f"this card's token was issued by {card.connector}, which is no longer "
+                "in the tenant's routing; a token can be charged only there",
+            )
+        try:
+            connector = self.connector(setup, route)
+        except ValueError as exc:
+            raise ApiError(409, "connector_unavailable", str(exc)) from None
+        if await self._breaker_open(connector.name):
+            raise ApiError(
+                503, "psp_unavailable", f"{connector.name} is failing; retry the charge later"
+            )
+        if idempotency_key is not None:
+            seed = f"{card.tenant_id}\0{card.id}\0{idempotency_key}".encode()
+            payment_id = "pay_" + hashlib.sha256(seed).hexdigest()[:24]
+        else:
+            payment_id = "pay_" + secrets.token_hex(12)
+        claimed = await self._claim_row(
+            id=payment_id,
+            tenant_id=card.tenant_id,
+            capture_id=payment_id,
+            amount=amount,
+            currency=currency,
+            reference=reference,
+            channel=STORED_CARD_CHANNEL,
+            agent_id=principal.id if principal.kind == "user" else None,
+            brand=card.brand,
+            audit_entry={
+                "action": "card.charged",
+                "actor": principal.actor,
+                "tenant_id": card.tenant_id,
+                "target": card.id,
+                "details": {"payment_id": payment_id, "amount": amount, "currency": currency},
+            },
+        )
+        if not claimed:
+            # The same key after a crash: whatever is known of that one payment.
+            return await self._owned(principal, payment_id)
+        token = self.kernel.vault.unseal(card.tenant_id, card.token, TOKEN_CONTEXT).decode()
+        order = Order(
+            reference=payment_id,
+            amount=amount,
+            currency=currency,
+            idempotency_key=f"{payment_id}:authorize",
+            capture=setup.capture,
+            token=token,
+            description=reference,
+            interaction=Interaction.MERCHANT_INITIATED,
+        )
+        result = await self._attempt(payment_id, connector, order)
+        next_step = domain.after_attempt(result)
+        await self._breaker_record(
+            connector.name,
+            next_step is domain.Next.DONE or result.decline_code is DeclineCode.INVALID_REQUEST,
+        )
+        if next_step is domain.Next.ASK_STATUS:
+            known = await self._ask_status(payment_id, connector)
+            if known is None:
+                log.warning("psp.outcome_unknown", payment_id=payment_id, connector=connector.name)
+                return await self._owned(principal, payment_id)  # reconciliation decides
+            result = known
+        # TRY_NEXT (provably not charged) ends here too: the token works nowhere else.
+        await self._finish(
+            payment_id, result, connector=connector.name, captured=setup.capture, card_id=card.id
+        )
+        async with self.kernel.db.transaction() as session:
+            await store.used_stored_card(session, card.id)
+        return await self._owned(principal, payment_id)
 
     # --- reconciliation ------------------------------------------------------------------
 
     async def reconcile(self, older_than_seconds: float = 30.0) -> int:
-        """Resolve payments left `submitted` by asking the PSP last tried; never resend."""
-        from datetime import timedelta
+        """Resolve payments left `submitted` by asking the PSP last tried; never resend.
 
+        That includes payments waiting for 3-D Secure: asked again each time until
+        the PSP decides, failed after PENDING_LIMIT."""
         cutoff = utcnow() - timedelta(seconds=older_than_seconds)
         async with self.kernel.db.transaction() as session:
             stuck = await store.stuck(session, cutoff)
@@ -472,6 +932,14 @@ class Psp:
             known = await self._ask_status(payment.id, connector)
             if known is None:
                 continue  # ask again next time
+            if known.outcome is Outcome.PENDING and utcnow() - payment.created_at > PENDING_LIMIT:
+                # A challenge nobody completed: a pending payment holds no money.
+                known = PspResult(
+                    Outcome.ERROR,
+                    known.psp_reference,
+                    DeclineCode.AUTHENTICATION_REQUIRED,
+                    "never authenticated",
+                )
             await self._finish(payment.id, known, connector=connector.name, captured=setup.capture)
             resolved += 1
         return resolved

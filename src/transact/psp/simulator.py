@@ -12,7 +12,11 @@ merchant reference.
 
 Every provider knows the same test cards (`TEST_CARDS`); any other Luhn-valid
 number is approved, a number that fails Luhn is the provider's validation error,
-and a card whose expiry has passed is declined as expired. The simulator never
+and a card whose expiry has passed is declined as expired. The 3-D Secure card
+asks for a challenge only in e-commerce: a MOTO (telephone order) or
+merchant-initiated payment is out of scope for 3-D Secure and is approved. Each
+payment records its `interaction` (`ecommerce`, `moto`, `merchant_initiated`)
+as the provider's flags said it, for tests to check. The simulator never
 keeps a card number: a payment or token remembers brand, last 4 and what the
 test card does, nothing else, and nothing here logs request bodies.
 
@@ -41,7 +45,9 @@ the caller's own `asyncio.timeout` is what bounds it.
 
 Control: `GET /_sim/charges` (approved charges and attempts per provider and
 reference), `GET /_sim/payments`, `POST /_sim/faults`, `POST /_sim/reset`,
-`GET /_sim/health`.
+`GET /_sim/health`, and `POST /_sim/challenges/{payment id} {result:
+approved|declined}`: the cardholder completes (or fails) a 3-D Secure challenge,
+so the payment's status turns as the provider's would.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ import httpx
 from starlette.types import Receive, Scope, Send
 
 from transact.kernel.sensitive import luhn_valid
+from transact.psp import challenge_page
 
 log = logging.getLogger("transact.psp.simulator")
 
@@ -166,6 +173,7 @@ class Payment:
     last4: str
     kind: str = "payment"  # payment | verification | token
     behaviour: str = APPROVE  # what the test card does: all a token needs to know
+    interaction: str = "ecommerce"  # ecommerce | moto | merchant_initiated
     authorized: int = 0
     captured: int = 0
     refunded: int = 0
@@ -191,6 +199,8 @@ class Payment:
             "voided": self.voided,
             "brand": self.brand,
             "last4": self.last4,
+            "interaction": self.interaction,
+            "token": self.token is not None,
         }
 
 
@@ -286,6 +296,7 @@ class SimState:
         self.payments: dict[str, Payment] = {}
         self.by_reference: dict[tuple[str, str], list[str]] = {}
         self.tokens: dict[str, Stored] = {}
+        self.token_uses: Counter[str] = Counter()
         self.idempotency: dict[tuple[str, str], tuple[bytes, Response]] = {}
         self.in_flight: set[tuple[str, str]] = set()
         self.faults: dict[str, deque[FaultRule]] = {p: deque() for p in PROVIDERS}
@@ -346,6 +357,7 @@ class SimState:
         token: str | None = None,
         kind: str = "payment",
         shopper: str | None = None,
+        interaction: str = "ecommerce",
     ) -> Payment:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
             raise SimError("invalid_request", "amount must be a whole number of minor units")
@@ -364,6 +376,7 @@ class SimState:
             if shopper is not None and stored.shopper != shopper:
                 raise SimError("invalid_request", "the stored method belongs to another shopper")
             behaviour, brand, last4 = stored.behaviour, stored.brand, stored.last4
+            self.token_uses[token] += 1
         else:
             raise SimError("invalid_request", "a card or a stored payment method is required")
         payment = Payment(
@@ -378,8 +391,11 @@ class SimState:
             brand=brand,
             last4=last4,
             kind=kind,
+            interaction=interaction,
         )
         payment.behaviour = behaviour
+        if behaviour == CHALLENGE and interaction != "ecommerce":
+            behaviour = APPROVE  # MOTO and merchant-initiated payments skip 3-D Secure
         if behaviour == APPROVE:
             payment.authorized = amount
             payment.captured = amount if capture else 0
@@ -556,6 +572,23 @@ def _stripe_decline(p: Payment, intent_key: str, obj: dict[str, Any]) -> Respons
     )
 
 
+def _stripe_check_method(state: SimState, method: str, customer: str | None) -> None:
+    """Stripe's rules for charging a saved PaymentMethod again."""
+    stored = state.tokens.get(method)
+    if stored is None or stored.provider != "stripe":
+        return  # authorize() answers "no such payment method"
+    if customer is not None and stored.shopper != customer:
+        raise SimError(
+            "invalid_request", "The provided PaymentMethod does not belong to this Customer."
+        )
+    if stored.shopper is None and state.token_uses[method] >= 1:
+        raise SimError(
+            "invalid_request",
+            "This PaymentMethod was previously used without being attached to a Customer "
+            "or was detached from a Customer, and may not be used again.",
+        )
+
+
 def stripe_create_intent(state: SimState, req: Request, _: re.Match[str]) -> Response:
     form = req.form()
     if form.get("confirm") != "true":
@@ -566,10 +599,16 @@ def stripe_create_intent(state: SimState, req: Request, _: re.Match[str]) -> Res
             "parameter_invalid",
         )
     card = token = None
+    interaction = "ecommerce"
     if form.get("payment_method_data[type]") == "card":
         card = _stripe_card(form, "payment_method_data[card]")
+        if form.get("payment_method_options[card][moto]") == "true":
+            interaction = "moto"
     elif form.get("payment_method"):
         token = form["payment_method"]
+        _stripe_check_method(state, token, form.get("customer"))
+        if form.get("off_session") == "true":
+            interaction = "merchant_initiated"
     pid = f"pi_{_rand(24)}"
     p = state.authorize(
         "stripe",
@@ -580,6 +619,7 @@ def stripe_create_intent(state: SimState, req: Request, _: re.Match[str]) -> Res
         capture=form.get("capture_method", "automatic") != "manual",
         card=card,
         token=token,
+        interaction=interaction,
     )
     if p.token is None:
         p.token = token or f"pm_{_rand(24)}"
@@ -671,6 +711,36 @@ def stripe_payment_method(state: SimState, req: Request, _: re.Match[str]) -> Re
             "object": "payment_method",
             "type": "card",
             "card": {"brand": brand, "last4": last4},
+            "metadata": {"reference": form.get("metadata[reference]", "")},
+        },
+    )
+
+
+def stripe_customer(state: SimState, req: Request, _: re.Match[str]) -> Response:
+    form = req.form()
+    customer = f"cus_{_rand(14)}"
+    method = form.get("payment_method")
+    if method:
+        stored = state.tokens.get(method)
+        if stored is None or stored.provider != "stripe":
+            raise SimError("invalid_request", f"No such PaymentMethod: '{method}'")
+        if stored.shopper is not None or state.token_uses[method]:
+            raise SimError(
+                "invalid_request",
+                "This PaymentMethod was previously used or attached and may not be attached.",
+            )
+        state.tokens[method] = Stored(
+            method, "stripe", stored.behaviour, stored.brand, stored.last4, customer
+        )
+    default = form.get("invoice_settings[default_payment_method]")
+    if default and default != method:
+        raise SimError("invalid_request", "the default payment method must be attached")
+    return Response(
+        200,
+        {
+            "id": customer,
+            "object": "customer",
+            "invoice_settings": {"default_payment_method": default or None},
             "metadata": {"reference": form.get("metadata[reference]", "")},
         },
     )
@@ -810,7 +880,14 @@ def adyen_payments(state: SimState, req: Request, _: re.Match[str]) -> Response:
         card = CardIn(method.get("number", ""), method.get("expiryMonth"), method.get("expiryYear"))
     value = amount.get("value")
     store = body.get("storePaymentMethod") is True
-    kind = "token" if store else ("verification" if value == 0 else "payment")
+    kind = "verification" if value == 0 else "payment"
+    if store and value == 0:
+        kind = "token"
+    interaction = {"Moto": "moto", "ContAuth": "merchant_initiated"}.get(
+        str(body.get("shopperInteraction")), "ecommerce"
+    )
+    if token is not None and interaction != "merchant_initiated":
+        raise SimError("invalid_request", "a stored method without the shopper needs ContAuth")
     p = state.authorize(
         "adyen",
         _adyen_id(),
@@ -822,6 +899,7 @@ def adyen_payments(state: SimState, req: Request, _: re.Match[str]) -> Response:
         token=token,
         kind=kind,
         shopper=shopper,
+        interaction=interaction,
     )
     result = _adyen_result(p)
     if store and p.outcome == "approved":
@@ -973,6 +1051,12 @@ def checkout_pay(state: SimState, req: Request, _: re.Match[str]) -> Response:
         return _checkout_error(422, "request_invalid", "source_type_invalid")
     amount = body.get("amount")
     kind = "verification" if amount == 0 else "payment"
+    if body.get("merchant_initiated") is True:
+        interaction = "merchant_initiated"
+    elif body.get("payment_type") == "MOTO":
+        interaction = "moto"
+    else:
+        interaction = "ecommerce"
     p = state.authorize(
         "checkout",
         f"pay_{_rand(26)}",
@@ -983,6 +1067,7 @@ def checkout_pay(state: SimState, req: Request, _: re.Match[str]) -> Response:
         card=card,
         token=token,
         kind=kind,
+        interaction=interaction,
     )
     if token is not None:
         p.source_id = token
@@ -1085,6 +1170,9 @@ def _sandbox_card(body: Mapping[str, Any]) -> CardIn | None:
 def sandbox_pay(state: SimState, req: Request, _: re.Match[str]) -> Response:
     body = req.json()
     token = body.get("token") if isinstance(body.get("token"), str) else None
+    interaction = str(body.get("interaction") or "ecommerce")
+    if interaction not in ("ecommerce", "moto", "merchant_initiated"):
+        raise SimError("invalid_request", "interaction is ecommerce, moto or merchant_initiated")
     p = state.authorize(
         "sandbox",
         f"sbp_{_rand(24)}",
@@ -1094,8 +1182,12 @@ def sandbox_pay(state: SimState, req: Request, _: re.Match[str]) -> Response:
         capture=body.get("capture", True) is not False,
         card=_sandbox_card(body),
         token=token,
+        interaction=interaction,
     )
-    return Response(201, _sandbox_payment(p))
+    answer = _sandbox_payment(p)
+    if body.get("store") is True and token is None and p.outcome == "approved":
+        answer["token"] = state.store_token(p, f"sbt_{_rand(24)}").token
+    return Response(201, answer)
 
 
 def sandbox_verify(state: SimState, req: Request, _: re.Match[str]) -> Response:
@@ -1171,6 +1263,7 @@ ROUTES: list[tuple[str, str, re.Pattern[str], Handler]] = [
     ("stripe", "POST", re.compile(r"^/v1/refunds$"), stripe_refund),
     ("stripe", "POST", re.compile(r"^/v1/payment_methods$"), stripe_payment_method),
     ("stripe", "POST", re.compile(r"^/v1/setup_intents$"), stripe_setup_intent),
+    ("stripe", "POST", re.compile(r"^/v1/customers$"), stripe_customer),
     ("adyen", "POST", re.compile(r"^/v71/payments$"), adyen_payments),
     ("adyen", "GET", re.compile(r"^/v71/payments$"), adyen_by_reference),
     (
@@ -1293,6 +1386,10 @@ class SimulatorApp:
         request = Request(scope["method"], scope["path"], query, headers, body)
         if request.path.startswith("/_sim/"):
             await _respond(send, self._control(request))
+            return
+        if request.path.startswith("/3ds/"):
+            # The cardholder's 3-D Secure page (what `action_url` points at).
+            await challenge_page.serve(self, request, send)
             return
         provider = provider_of(request.path)
         if provider is None:
@@ -1448,6 +1545,8 @@ class SimulatorApp:
                 and (wanted is None or p.reference == wanted)
             ]
             return Response(200, {"data": rows})
+        if request.method == "POST" and request.path.startswith("/_sim/challenges/"):
+            return self._complete_challenge(request)
         if route == ("POST", "/_sim/faults"):
             try:
                 body = request.json()
@@ -1472,6 +1571,26 @@ class SimulatorApp:
             )
             return Response(201, {"queued": sum(r.remaining for r in state.faults[provider])})
         return Response(404, {"error": "no such control endpoint"})
+
+    def _complete_challenge(self, request: Request) -> Response:
+        payment = self.state.payments.get(request.path.removeprefix("/_sim/challenges/"))
+        if payment is None or payment.outcome != "pending":
+            return Response(404, {"sim_error": "no payment waits for a challenge under that id"})
+        try:
+            result = request.json().get("result", "approved")
+        except SimError as exc:
+            return Response(400, {"sim_error": exc.message})
+        if result == "approved":
+            payment.outcome = "approved"
+            payment.authorized = payment.amount
+            payment.captured = payment.amount if payment.capture else 0
+            if payment.kind == "payment":
+                self.state.charges[(payment.provider, payment.reference)] += 1
+        elif result == "declined":
+            payment.outcome, payment.decline = "declined", "card_declined"
+        else:
+            return Response(400, {"sim_error": "result must be approved or declined"})
+        return Response(200, payment.public())
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -1,4 +1,8 @@
-"""The PSP adapter's tables: payments, every attempt, tenants' routes. Never card data."""
+"""The PSP adapter's tables: payments, every attempt, tenants' routes, stored cards.
+
+Never card data: a stored card is the PSP's token (sealed with the tenant's key)
+plus brand, BIN and last 4. No number, expiry or security code, ever.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    delete,
     func,
     select,
     update,
@@ -76,6 +81,25 @@ routes = Table(
     Column("routes", Text, nullable=False),
     Column("credentials", LargeBinary, nullable=True),  # sealed with the tenant's key
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+stored_cards = Table(
+    "psp_stored_cards",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(64), nullable=False, index=True),
+    Column("connector", String(32), nullable=False),  # a token works only where it was issued
+    Column("token", LargeBinary, nullable=False),  # the PSP's token, sealed with the tenant's key
+    Column("brand", String(16), nullable=True),
+    Column("bin", String(8), nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("payment_id", String(64), nullable=False),  # the payment that saved it
+    Column("created_by", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    # One card per payment: a redelivered request cannot save it twice.
+    UniqueConstraint("payment_id", name="uq_psp_stored_cards_payment_id"),
 )
 
 
@@ -161,9 +185,17 @@ async def next_seq(session: AsyncSession, payment_id: str) -> int:
 
 
 async def start_attempt(
-    session: AsyncSession, payment_id: str, operation: str, connector: str, idempotency_key: str
+    session: AsyncSession,
+    payment_id: str,
+    operation: str,
+    connector: str,
+    idempotency_key: str,
+    *,
+    seq: int | None = None,
 ) -> int:
-    seq = await next_seq(session, payment_id)
+    """Record an attempt as `sending`; `seq` when the caller knows it (1 for a payment
+    inserted in this transaction), else the next one."""
+    seq = seq if seq is not None else await next_seq(session, payment_id)
     await session.execute(
         attempts.insert().values(
             payment_id=payment_id,
@@ -186,6 +218,15 @@ async def finish_attempt(session: AsyncSession, payment_id: str, seq: int, **val
         .where(attempts.c.payment_id == payment_id, attempts.c.seq == seq)
         .values(**values)
     )
+
+
+async def count_attempts(session: AsyncSession, payment_id: str, operation: str) -> int:
+    counted = await session.scalar(
+        select(func.count())
+        .select_from(attempts)
+        .where(attempts.c.payment_id == payment_id, attempts.c.operation == operation)
+    )
+    return int(counted or 0)
 
 
 async def attempts_of(session: AsyncSession, payment_id: str) -> list[dict[str, Any]]:
@@ -215,3 +256,66 @@ async def set_routes(
         await session.execute(
             update(routes).where(routes.c.tenant_id == tenant_id).values(**values)
         )
+
+
+# --- stored cards ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredCard:
+    id: str
+    tenant_id: str
+    connector: str
+    token: bytes  # sealed
+    brand: str | None
+    bin: str
+    last4: str
+    payment_id: str
+    created_by: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+def _stored_card(row: Any) -> StoredCard:
+    values = dict(row._mapping)
+    values["created_at"] = _utc(values["created_at"])
+    if values["last_used_at"] is not None:
+        values["last_used_at"] = _utc(values["last_used_at"])
+    return StoredCard(**values)
+
+
+async def add_stored_card(session: AsyncSession, **values: Any) -> None:
+    await session.execute(stored_cards.insert().values(created_at=utcnow(), **values))
+
+
+async def stored_card(session: AsyncSession, card_id: str) -> StoredCard | None:
+    row = (await session.execute(select(stored_cards).where(stored_cards.c.id == card_id))).first()
+    return _stored_card(row) if row else None
+
+
+async def stored_card_of_payment(session: AsyncSession, payment_id: str) -> StoredCard | None:
+    row = (
+        await session.execute(select(stored_cards).where(stored_cards.c.payment_id == payment_id))
+    ).first()
+    return _stored_card(row) if row else None
+
+
+async def stored_cards_of(
+    session: AsyncSession, tenant_id: str, limit: int = 100, before: str | None = None
+) -> list[StoredCard]:
+    query = select(stored_cards).where(stored_cards.c.tenant_id == tenant_id)
+    if before is not None:
+        query = query.where(stored_cards.c.id < before)
+    rows = (await session.execute(query.order_by(stored_cards.c.id.desc()).limit(limit))).all()
+    return [_stored_card(r) for r in rows]
+
+
+async def used_stored_card(session: AsyncSession, card_id: str) -> None:
+    await session.execute(
+        update(stored_cards).where(stored_cards.c.id == card_id).values(last_used_at=utcnow())
+    )
+
+
+async def delete_stored_card(session: AsyncSession, card_id: str) -> bool:
+    result = await session.execute(delete(stored_cards).where(stored_cards.c.id == card_id))
+    return bool(result.rowcount)  # type: ignore[attr-defined]

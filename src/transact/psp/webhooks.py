@@ -14,11 +14,22 @@
 * **Signature** (Stripe's scheme): `Transact-Signature: t=<unix>,v1=<hex>` where
   the hex is HMAC-SHA256 keyed with the endpoint secret (the whole `whsec_...`
   string, UTF-8) over `f"{t}.".encode() + body`. `verify_signature()` checks it.
-* **Endpoint URL rule.** `https://` always; plain `http://` only to a loopback host
-  (`localhost`, 127.0.0.0/8, `::1`), where nothing crosses a network to be read or
-  changed, or to any host in demo mode. No user:password in the URL (it would be
-  stored and shown in clear), no fragment. This rule is about transport security;
-  it does not stop an admin from naming an internal host (see `url_problem`).
+* **Endpoint URL rule (and SSRF guard).** `https://`, to a public address. The
+  host is resolved when the URL is set *and again at every delivery*, and the
+  request goes to the very address that was checked (the URL's host stays in
+  `Host` and in TLS SNI/certificate checks), so DNS changed after the check
+  (rebinding) cannot steer a delivery inward. Refused, whatever the host name:
+  loopback, private (RFC 1918, ULA, CGNAT and other non-global ranges),
+  link-local (cloud metadata at 169.254.169.254 included), multicast, reserved
+  and unspecified addresses, IPv4-mapped IPv6 forms of them too. Two switches
+  (`TargetPolicy`) open this up: demo mode allows loopback receivers, and
+  `TRANSACT_WEBHOOK_ALLOW_PRIVATE=true` (tests, closed networks) allows loopback
+  and private ones; link-local, multicast, reserved and unspecified stay refused.
+  Plain `http://` is accepted only when one of those switches is on, and only to
+  an address it allows, never to a public one. No user:password in the URL (it
+  would be stored and shown in clear), no fragment. A refused URL is a 422 when
+  set; a delivery whose target is refused at send time is marked `failed`
+  (`last_error = target_refused`) at once, never retried.
 * **What is sent** is an allowlist of outcome fields plus the payment's amount,
   currency and merchant reference: never card data, by construction.
 """
@@ -33,11 +44,13 @@ import ipaddress
 import json
 import random
 import secrets
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import structlog
@@ -48,6 +61,7 @@ from transact.contracts.payments import (
     PaymentCaptured,
     PaymentDeclined,
     PaymentFailed,
+    PaymentPending,
     PaymentRefunded,
     PaymentVoided,
 )
@@ -75,13 +89,22 @@ MAX_ATTEMPTS = 10
 SIGNATURE_TOLERANCE = 300
 RETENTION = timedelta(days=30)
 
-_OUTCOME_FIELDS = ("payment_id", "connector", "psp_reference", "decline_code", "attempts")
+_OUTCOME_FIELDS = (
+    "payment_id",
+    "connector",
+    "psp_reference",
+    "decline_code",
+    "attempts",
+    "stored_card_id",
+)
 # What a merchant is told, topic by topic. An allowlist rather than "the whole
 # message", so a field added to a contract later never reaches merchants unreviewed.
 DATA_FIELDS: dict[str, tuple[str, ...]] = {
     PaymentAuthorized.topic: _OUTCOME_FIELDS,
     PaymentDeclined.topic: _OUTCOME_FIELDS,
     PaymentFailed.topic: _OUTCOME_FIELDS,
+    # The challenge's URL is the cardholder's, not the merchant backend's: not sent.
+    PaymentPending.topic: (*_OUTCOME_FIELDS, "action"),
     PaymentRefunded.topic: (
         "payment_id",
         "amount",
@@ -155,21 +178,69 @@ def backoff(attempts: int, delays: Sequence[float] = DEFAULT_DELAYS) -> float:
     return float(delays[min(max(attempts, 1), len(delays)) - 1])
 
 
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
+@dataclass(frozen=True)
+class TargetPolicy:
+    """Which non-public destinations a merchant webhook may reach (see the module's rule)."""
+
+    allow_loopback: bool = False  # demo mode: a receiver on this machine
+    allow_private: bool = False  # TRANSACT_WEBHOOK_ALLOW_PRIVATE: loopback and private ranges
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> TargetPolicy:
+        return cls(
+            allow_loopback=bool(settings.demo),
+            allow_private=bool(getattr(settings, "webhook_allow_private", False)),
+        )
+
+    @property
+    def allows_http(self) -> bool:
+        return self.allow_loopback or self.allow_private
+
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+class TargetRefused(Exception):
+    """The URL or the address its host resolves to may not receive webhooks: final."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TargetUnresolved(Exception):
+    """The host did not resolve now; it may later."""
+
+
+def address_problem(address: Address, policy: TargetPolicy) -> str | None:
+    """None when `address` may receive webhooks under `policy`, else what kind it is."""
+    ip: Address = address
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if ip.is_loopback:  # before `is_reserved`: ::1 lies in the reserved ::/8
+        return None if policy.allow_loopback or policy.allow_private else "a loopback address"
+    if ip.is_unspecified or ip.is_multicast or ip.is_link_local or ip.is_reserved:
+        return "a link-local, multicast, reserved or unspecified address"
+    if ip.is_private or not ip.is_global:
+        return None if policy.allow_private else "a private (non-public) address"
+    return None
+
+
+def _literal(host: str) -> Address | None:
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
 
 
-def url_problem(url: str, *, demo: bool) -> str | None:
-    """None when `url` may receive webhooks, else why not (see the module's URL rule).
+def url_problem(url: str, policy: TargetPolicy | None = None) -> str | None:
+    """None when the URL's form is acceptable, else why not (see the module's URL rule).
 
-    It checks the URL's form only. Blocking internal destinations (SSRF) would need
-    the resolved address checked at connect time, which this does not do.
+    Its form only, and a host given as an IP literal; a host name is checked once
+    resolved (`vet_target`).
     """
+    policy = policy or TargetPolicy()
     if not url or len(url) > MAX_URL_LENGTH:
         return f"url must be 1-{MAX_URL_LENGTH} characters"
     if not url.isprintable() or any(ch.isspace() for ch in url):
@@ -187,9 +258,69 @@ def url_problem(url: str, *, demo: bool) -> str | None:
         return "url must not carry credentials; authenticate with the signature instead"
     if parts.fragment:
         return "url must not have a #fragment"
-    if parts.scheme == "http" and not (demo or _loopback(parts.hostname)):
-        return "url must use https:// (plain http:// only to localhost, or in demo mode)"
+    if parts.scheme == "http" and not policy.allows_http:
+        return "url must use https://"
+    literal = _literal(parts.hostname)
+    if literal is not None:
+        problem = address_problem(literal, policy)
+        if problem:
+            return f"url names {problem}; webhooks go to public hosts only"
     return None
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+@dataclass(frozen=True)
+class PinnedTarget:
+    """Where one delivery goes: the checked address, with the URL's host kept for HTTP and TLS."""
+
+    url: str  # the URL with its host replaced by the checked address
+    host_header: str
+    sni_hostname: str | None
+
+
+async def vet_target(
+    url: str, policy: TargetPolicy, resolve: Resolver = system_resolver
+) -> PinnedTarget:
+    """Check the URL and every address its host resolves to; pin the first.
+
+    Raises TargetRefused (final) or TargetUnresolved (may change).
+    """
+    problem = url_problem(url, policy)
+    if problem:
+        raise TargetRefused(problem)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    literal = _literal(host)
+    if literal is not None:
+        addresses: list[Address] = [literal]
+    else:
+        try:
+            found = await resolve(host, port)
+        except (OSError, UnicodeError):
+            raise TargetUnresolved(host) from None
+        addresses = [a for a in (_literal(str(x)) for x in found) if a is not None]
+        if not addresses:
+            raise TargetUnresolved(host)
+    for address in addresses:
+        problem = address_problem(address, policy)
+        if problem:
+            raise TargetRefused(f"url's host resolves to {problem}; webhooks go to public hosts")
+    public = [a for a in addresses if address_problem(a, TargetPolicy()) is None]
+    if parts.scheme == "http" and public:
+        raise TargetRefused("url must use https:// to reach a public host")
+    chosen = addresses[0]
+    shown = f"[{chosen}]" if chosen.version == 6 else str(chosen)
+    netloc = f"{shown}:{parts.port}" if parts.port else shown
+    return PinnedTarget(
+        url=urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")),
+        host_header=parts.netloc,
+        sni_hostname=host if parts.scheme == "https" and literal is None else None,
+    )
 
 
 def _shown(url: str) -> str:
@@ -236,6 +367,8 @@ class Webhooks:
         timeout: float = 10.0,
         batch_size: int = 20,
         jitter: float = 0.1,
+        targets: TargetPolicy | None = None,
+        resolve: Resolver = system_resolver,
     ) -> None:
         if not delays or min(delays) < 0:
             raise ValueError("delays must be a non-empty list of non-negative seconds")
@@ -248,6 +381,8 @@ class Webhooks:
         self.timeout = timeout
         self.batch_size = batch_size
         self.jitter = jitter
+        self.targets = targets or TargetPolicy.from_settings(kernel.settings)
+        self.resolve = resolve
         # Longer than any one send can take, so a live worker's row is never re-claimed.
         self.lease = timedelta(seconds=max(60.0, 3 * timeout))
         self._http: httpx.AsyncClient | None = None
@@ -262,9 +397,12 @@ class Webhooks:
     ) -> dict[str, Any]:
         """Create or replace the tenant's endpoint; a new secret each time, shown once."""
         url = url.strip()
-        problem = url_problem(url, demo=self.kernel.settings.demo)
-        if problem:
-            raise ApiError(422, "invalid_url", problem)
+        try:
+            await vet_target(url, self.targets, self.resolve)
+        except TargetRefused as refused:
+            raise ApiError(422, "invalid_url", refused.reason) from None
+        except TargetUnresolved:
+            raise ApiError(422, "invalid_url", "url's host does not resolve") from None
         secret = new_secret()
         sealed = self.kernel.vault.seal(principal.tenant_id, secret.encode(), SECRET_CONTEXT)
         async with self.kernel.db.transaction() as session:
@@ -403,11 +541,11 @@ class Webhooks:
                     next_attempt_at=None,
                 )
             return
-        status_code, error = await self._post(job, target)
+        status_code, error, final = await self._post(job, target)
         delivered = status_code is not None and 200 <= status_code < 300
         if delivered:
             status, next_at = store.DELIVERED, None
-        elif job.attempts >= self.max_attempts:
+        elif final or job.attempts >= self.max_attempts:
             status, next_at = store.FAILED, None
         else:
             status = store.PENDING
@@ -432,36 +570,58 @@ class Webhooks:
                 next_attempt_at=next_at,
             )
 
-    async def _post(self, job: store.Job, target: store.Endpoint) -> tuple[int | None, str | None]:
-        """One POST: (status code, None) when answered, (None, error class) when not."""
+    async def _post(
+        self, job: store.Job, target: store.Endpoint
+    ) -> tuple[int | None, str | None, bool]:
+        """One POST: (status code, None, False) when answered, (None, error class, final)
+        when not; `final` means retrying cannot help (the target is refused)."""
         try:
             secret = self.kernel.vault.unseal(job.tenant_id, target.secret, SECRET_CONTEXT)
         except VaultError:
             # Sealed under a master key since retired: the admin must set the endpoint again.
-            return None, "secret_unreadable"
+            return None, "secret_unreadable", False
+        try:
+            # Resolved and checked now, sent to the checked address: no DNS rebinding.
+            pinned = await vet_target(target.url, self.targets, self.resolve)
+        except TargetRefused as refused:
+            log.warning(
+                "psp.webhook_target_refused",
+                tenant_id=job.tenant_id,
+                event_id=job.event_id,
+                reason=refused.reason,
+            )
+            return None, "target_refused", True
+        except TargetUnresolved:
+            return None, "dns_error", False
         body = job.payload.encode()
         headers = {
+            "Host": pinned.host_header,
             "Content-Type": "application/json",
             "User-Agent": "Transact-Webhooks/1",
             SIGNATURE_HEADER: sign(secret.decode(), body, int(time.time())),
             EVENT_ID_HEADER: job.event_id,
         }
+        extensions = {"sni_hostname": pinned.sni_hostname} if pinned.sni_hostname else {}
         try:
             # httpx times each phase; a receiver trickling bytes is cut by this total.
             async with asyncio.timeout(self.timeout * 2):
                 async with self._client().stream(
-                    "POST", target.url, content=body, headers=headers
+                    "POST", pinned.url, content=body, headers=headers, extensions=extensions
                 ) as response:
                     # The answer's body is never read: its size and content are not ours.
-                    return response.status_code, None
+                    return response.status_code, None, False
         except (httpx.HTTPError, httpx.InvalidURL, TimeoutError, OSError) as exc:
-            return None, type(exc).__name__[:64]
+            return None, type(exc).__name__[:64], False
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout, connect=min(3.0, self.timeout)),
                 follow_redirects=False,
+                # No connection reuse: a connection is opened to the address checked for
+                # this delivery, and one verified for one host name never serves another.
+                limits=httpx.Limits(max_keepalive_connections=0),
+                trust_env=False,  # no proxy from the environment between us and the check
             )
         return self._http
 

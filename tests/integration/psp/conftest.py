@@ -80,7 +80,13 @@ class Shop(Desk):
 async def shop(
     request: pytest.FixtureRequest, tmp_path: Path, simulator: str
 ) -> AsyncIterator[Shop]:
-    topics = ("payment.authorized", "payment.declined", "payment.failed", "payment.refunded")
+    topics = (
+        "payment.authorized",
+        "payment.declined",
+        "payment.failed",
+        "payment.pending",
+        "payment.refunded",
+    )
     services = ["gateway", "auth", "capture", "psp"]
     async with running(request, tmp_path, Shop, services, topics) as shop:
         shop.sim = simulator

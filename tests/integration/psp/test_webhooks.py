@@ -27,7 +27,7 @@ from transact import runtime
 from transact.auth import Accounts, SigningKeys
 from transact.contracts.payments import PaymentAuthorized
 from transact.kernel import Kernel, Service
-from transact.psp.webhooks import Webhooks, build_webhooks, verify_signature
+from transact.psp.webhooks import TargetPolicy, Webhooks, build_webhooks, verify_signature
 
 PAN = "4242424242424242"
 MAX_ATTEMPTS = 4
@@ -87,6 +87,13 @@ def receiver() -> Iterator[Receiver]:
 class Hooked(Shop):
     hooks: Webhooks
     receiver: Receiver
+    dns: dict[str, str]
+
+
+# The receiver runs on loopback: these tests open the private switch, as
+# TRANSACT_WEBHOOK_ALLOW_PRIVATE would; the SSRF tests close it again.
+OPEN = TargetPolicy(allow_private=True)
+PUBLIC = "93.184.216.34"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -100,6 +107,13 @@ async def shop(
     """The PSP shop with the webhook service added, its retries shortened to milliseconds."""
     built: list[Webhooks] = []
     factories = runtime.service_factories
+    dns: dict[str, str] = {"merchant.example": PUBLIC}
+
+    async def resolve(host: str, port: int) -> list[str]:
+        # No DNS in tests: names resolve from this table, or not at all.
+        if host not in dns:
+            raise OSError(f"unknown host {host}")
+        return [dns[host]]
 
     def webhooks(kernel: Kernel) -> Service:
         hooks = Webhooks(
@@ -109,6 +123,8 @@ async def shop(
             poll_interval=0.02,
             timeout=2.0,
             jitter=0,
+            targets=OPEN,
+            resolve=resolve,
         )
         built.append(hooks)
         return build_webhooks(kernel, hooks)
@@ -121,7 +137,7 @@ async def shop(
     services = ["gateway", "auth", "capture", "psp", "psp-webhooks"]
     receiver.reset()
     async with running(request, tmp_path, Hooked, services, topics) as s:
-        s.sim, s.hooks, s.receiver = simulator, built[0], receiver
+        s.sim, s.hooks, s.receiver, s.dns = simulator, built[0], receiver, dns
         yield s
 
 
@@ -269,6 +285,75 @@ async def test_bad_urls_are_clear_422s(shop: Hooked) -> None:
         "/api/v1/psp/webhook/deliveries", params={"limit": 101}, headers=headers
     )
     assert too_many.status_code == 422
+
+
+@SQLITE_ONLY
+async def test_internal_destinations_are_refused_when_set(shop: Hooked) -> None:
+    headers = await admin(shop)
+    shop.hooks.targets = TargetPolicy()  # production: neither demo nor the private switch
+    port = shop.receiver.url.split(":")[2].split("/")[0]
+    shop.dns |= {
+        "localhost": "127.0.0.1",
+        "metadata.example": "169.254.169.254",
+        "intranet.example": "10.1.2.3",
+    }
+    for url, needle in [
+        (shop.receiver.url, "https"),
+        (f"https://127.0.0.1:{port}/hook", "loopback"),
+        (f"https://localhost:{port}/hook", "loopback"),
+        ("https://[::1]/hook", "loopback"),
+        ("https://metadata.example/latest/meta-data", "link-local"),
+        ("https://intranet.example/hook", "private"),
+        ("https://[::ffff:10.1.2.3]/hook", "private"),
+        ("https://nowhere.example/hook", "does not resolve"),
+    ]:
+        response = await shop.client.put("/api/v1/psp/webhook", json={"url": url}, headers=headers)
+        assert response.status_code == 422, url
+        error = response.json()["error"]
+        assert error["code"] == "invalid_url", error
+        assert needle in error["message"], (url, error)
+    assert (await shop.client.get("/api/v1/psp/webhook", headers=headers)).status_code == 404
+    await set_hook(shop, "https://merchant.example/hook")
+
+
+@SQLITE_ONLY
+async def test_a_delivery_to_a_refused_target_fails_at_once_and_sends_nothing(
+    shop: Hooked,
+) -> None:
+    shop.dns["hooks.example"] = PUBLIC
+    await set_hook(shop, "https://hooks.example/hook")
+    # The name now points inward (DNS rebinding): checked again at delivery, refused.
+    shop.dns["hooks.example"] = "127.0.0.1"
+    shop.hooks.targets = TargetPolicy()
+    await shop.hooks.on_event(PaymentAuthorized(tenant_id=shop.tenant_id, payment_id="p1"))
+    [row] = await settled(shop)
+    assert (row["status"], row["attempts"], row["last_error"]) == ("failed", 1, "target_refused")
+    assert shop.receiver.requests == []
+    # The switch that once allowed the receiver is turned off: refused as well, once.
+    shop.hooks.targets = OPEN
+    await set_hook(shop, shop.receiver.url)
+    shop.hooks.targets = TargetPolicy()
+    await shop.hooks.on_event(PaymentAuthorized(tenant_id=shop.tenant_id, payment_id="p2"))
+    rows = await settled(shop, count=2)
+    assert [(r["status"], r["attempts"], r["last_error"]) for r in rows] == [
+        ("failed", 1, "target_refused"),
+        ("failed", 1, "target_refused"),
+    ]
+    assert shop.receiver.requests == []
+
+
+@SQLITE_ONLY
+async def test_a_name_that_stops_resolving_is_retried_not_refused(shop: Hooked) -> None:
+    shop.dns["flaky.example"] = PUBLIC
+    await set_hook(shop, "https://flaky.example/hook")
+    del shop.dns["flaky.example"]
+    await shop.hooks.on_event(PaymentAuthorized(tenant_id=shop.tenant_id, payment_id="p1"))
+    [row] = await settled(shop)
+    assert (row["status"], row["attempts"], row["last_error"]) == (
+        "failed",
+        MAX_ATTEMPTS,
+        "dns_error",
+    )
 
 
 @SQLITE_ONLY

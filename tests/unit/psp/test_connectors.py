@@ -13,7 +13,15 @@ import pytest
 from transact.kernel.sensitive import Pan, SensitiveStr
 from transact.psp.connectors import CONNECTORS, Connector, make
 from transact.psp.connectors.adyen import AdyenConnector, refusal_code
-from transact.psp.connectors.base import Card, DeclineCode, HttpCall, Order, Outcome
+from transact.psp.connectors.base import (
+    Card,
+    DeclineCode,
+    HttpCall,
+    Interaction,
+    Order,
+    Outcome,
+    interaction_for,
+)
 from transact.psp.connectors.checkout import CheckoutConnector
 from transact.psp.connectors.common import http_error, pick_status
 from transact.psp.connectors.http import send
@@ -490,12 +498,14 @@ def test_checkout_sale_request() -> None:
             "expiry_year": 2030,
             "cvv": CVV,
             "name": "Ada Lovelace",
+            "store_for_future_use": False,
         },
         "amount": 1250,
         "currency": "GBP",
         "reference": "pay_123",
         "capture": False,
         "processing_channel_id": "pc_1",
+        "payment_type": "Regular",
     }
 
 
@@ -626,6 +636,137 @@ def test_sandbox_requests_and_answers() -> None:
     empty = s.parse_status(200, {"data": []})
     assert (empty.decline_code, empty.may_retry_elsewhere) == (DeclineCode.NOT_FOUND, True)
     assert s.parse_authorize(503, {"error": {"code": "unavailable"}}).may_retry_elsewhere
+
+
+# --- MOTO, saving a card, charging a stored token -------------------------------------
+
+
+MOTO = Interaction.MOTO
+MIT = Interaction.MERCHANT_INITIATED
+
+
+def test_the_channel_decides_moto() -> None:
+    assert interaction_for("phone") is MOTO
+    assert interaction_for("speech") is MOTO
+    assert interaction_for("ivr") is MOTO
+    assert interaction_for("link") is Interaction.ECOMMERCE
+
+
+def test_stripe_moto_and_charge_by_token() -> None:
+    moto = stripe().authorize_call(order(interaction=MOTO)).form
+    assert moto is not None
+    assert moto["payment_method_options[card][moto]"] == "true"
+    web = stripe().authorize_call(order()).form
+    assert web is not None
+    assert "payment_method_options[card][moto]" not in web
+    charge = stripe().charge_token_call(order(card=None, token="cus_1:pm_2", interaction=MIT))
+    assert charge.path == "/v1/payment_intents"
+    assert charge.headers["Idempotency-Key"] == "idem-1"
+    assert charge.form is not None
+    assert {
+        k: charge.form[k] for k in ("customer", "payment_method", "off_session", "confirm")
+    } == {
+        "customer": "cus_1",
+        "payment_method": "pm_2",
+        "off_session": "true",
+        "confirm": "true",
+    }
+    assert not any("[number]" in k or "moto" in k for k in charge.form)
+    with pytest.raises(ValueError, match="token"):
+        stripe().charge_token_call(order())
+
+
+def test_stripe_keeps_a_token_by_attaching_it_to_a_customer() -> None:
+    s = stripe()
+    call = s.keep_token_call("pm_9", "pay_1", "k1")
+    assert call is not None
+    assert (call.path, call.headers["Idempotency-Key"]) == ("/v1/customers", "k1")
+    assert call.form == {
+        "payment_method": "pm_9",
+        "invoice_settings[default_payment_method]": "pm_9",
+        "metadata[reference]": "pay_1",
+    }
+    assert s.keep_token_call("cus_1:pm_9", "pay_1", "k1") is None  # attached already
+    kept = s.parse_keep_token(
+        200,
+        {
+            "id": "cus_7",
+            "object": "customer",
+            "invoice_settings": {"default_payment_method": "pm_9"},
+        },
+    )
+    assert (kept.outcome, kept.token) == (Outcome.APPROVED, "cus_7:pm_9")
+    assert s.parse_keep_token(200, {"id": "cus_7"}).outcome is Outcome.ERROR
+
+
+def test_adyen_moto_store_with_the_payment_and_charge_by_token() -> None:
+    a = adyen()
+    moto = a.authorize_call(order(interaction=MOTO)).json
+    assert moto["shopperInteraction"] == "Moto"
+    assert "storePaymentMethod" not in moto
+    saved = a.authorize_call(order(store=True, shopper_reference="pay_123")).json
+    assert saved["storePaymentMethod"] is True
+    assert saved["shopperReference"] == "pay_123"
+    assert saved["recurringProcessingModel"] == "UnscheduledCardOnFile"
+    assert saved["shopperInteraction"] == "Ecommerce"
+    charge = a.charge_token_call(order(card=None, token="pay_123:M1", interaction=MIT)).json
+    assert charge["paymentMethod"] == {"type": "scheme", "storedPaymentMethodId": "M1"}
+    assert charge["shopperReference"] == "pay_123"
+    assert charge["shopperInteraction"] == "ContAuth"
+    assert charge["recurringProcessingModel"] == "UnscheduledCardOnFile"
+    assert a.keep_token_call("pay_123:M1", "pay_123", "k") is None
+    approved = a.parse_authorize(
+        200,
+        {
+            "resultCode": "Authorised",
+            "pspReference": "P1",
+            "additionalData": {
+                "tokenization.storedPaymentMethodId": "M1",
+                "tokenization.shopperReference": "pay_123",
+            },
+        },
+    )
+    assert approved.token == "pay_123:M1"
+    assert a.parse_authorize(200, {"resultCode": "Authorised"}).token is None
+
+
+def test_checkout_moto_store_and_charge_by_token() -> None:
+    c = checkout()
+    moto = c.authorize_call(order(interaction=MOTO)).json
+    assert moto["payment_type"] == "MOTO"
+    saved = c.authorize_call(order(store=True)).json
+    assert saved["source"]["store_for_future_use"] is True
+    charge = c.charge_token_call(order(card=None, token="src_1", interaction=MIT)).json
+    assert charge["source"] == {"type": "id", "id": "src_1"}
+    assert charge["merchant_initiated"] is True
+    assert charge["payment_type"] == "Unscheduled"
+    assert c.keep_token_call("src_1", "pay_123", "k") is None
+
+
+def test_sandbox_moto_store_and_charge_by_token() -> None:
+    s = SandboxConnector()
+    moto = s.authorize_call(order(interaction=MOTO)).json
+    assert moto["interaction"] == "moto"
+    assert "store" not in moto
+    assert s.authorize_call(order(store=True)).json["store"] is True
+    charge = s.charge_token_call(order(card=None, token="sbt_1", interaction=MIT)).json
+    assert (charge["token"], charge["interaction"]) == ("sbt_1", "merchant_initiated")
+    assert "card" not in charge
+    approved = s.parse_authorize(201, {"id": "sbp_1", "status": "approved", "token": "sbt_2"})
+    assert approved.token == "sbt_2"
+    assert s.keep_token_call("sbt_2", "pay_123", "k") is None
+
+
+@pytest.mark.parametrize("connector", every(), ids=lambda c: c.name)
+def test_a_token_charge_never_carries_card_data_and_needs_a_token(connector: Connector) -> None:
+    token = {"stripe": "cus_1:pm_1", "adyen": "s:M1"}.get(connector.name, "tok_1")
+    call = connector.charge_token_call(order(card=None, token=token, interaction=MIT))
+    assert PAN not in json.dumps([call.json, call.form])
+    # authorize_call with a token is the same charge.
+    same = connector.authorize_call(order(card=None, token=token, interaction=MIT))
+    assert (same.json, same.form) == (call.json, call.form)
+    with pytest.raises(ValueError, match="token"):
+        connector.charge_token_call(order())
 
 
 # --- shared rules -------------------------------------------------------------------

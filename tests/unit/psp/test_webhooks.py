@@ -21,6 +21,10 @@ from transact.contracts.payments import (
 from transact.psp import store
 from transact.psp.webhooks import (
     DEFAULT_DELAYS,
+    Resolver,
+    TargetPolicy,
+    TargetRefused,
+    TargetUnresolved,
     backoff,
     encode,
     event_payload,
@@ -28,6 +32,7 @@ from transact.psp.webhooks import (
     sign,
     url_problem,
     verify_signature,
+    vet_target,
 )
 
 SECRET = "whsec_test-secret"
@@ -112,26 +117,36 @@ def test_the_backoff_schedule_grows_then_stays_capped() -> None:
         backoff(1, [])
 
 
+STRICT = TargetPolicy()
+DEMO = TargetPolicy(allow_loopback=True)
+PRIVATE = TargetPolicy(allow_private=True)
+
+
+def resolver(*answers: str) -> Resolver:
+    async def resolve(host: str, port: int) -> list[str]:
+        return list(answers)
+
+    return resolve
+
+
 @pytest.mark.parametrize(
     "url",
     [
         "https://merchant.example/hooks/transact",
         "https://merchant.example:8443/hooks?tenant=7",
-        "http://127.0.0.1:8123/hook",
-        "http://127.5.6.7/hook",
-        "http://localhost:9000/",
-        "http://[::1]:9000/hook",
+        "https://93.184.216.34/hook",
+        "https://[2606:2800:220:1:248:1893:25c8:1946]/hook",
     ],
 )
-def test_https_anywhere_and_http_to_loopback_are_accepted(url: str) -> None:
-    assert url_problem(url, demo=False) is None
+def test_https_to_a_public_host_is_accepted(url: str) -> None:
+    assert url_problem(url, STRICT) is None
 
 
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
         ("http://merchant.example/hook", "https"),
-        ("http://10.0.0.5/hook", "https"),
+        ("http://127.0.0.1:8123/hook", "https"),
         ("ftp://merchant.example/hook", "https"),
         ("merchant.example/hook", "https"),
         ("https://", "host"),
@@ -142,17 +157,84 @@ def test_https_anywhere_and_http_to_loopback_are_accepted(url: str) -> None:
         ("https://merchant.example/\n", "spaces"),
         ("", "characters"),
         ("https://merchant.example/" + "a" * 2048, "characters"),
+        ("https://127.0.0.1/hook", "loopback"),
+        ("https://[::1]/hook", "loopback"),
+        ("https://10.0.0.5/hook", "private"),
+        ("https://192.168.1.1/hook", "private"),
+        ("https://172.16.0.1/hook", "private"),
+        ("https://100.64.0.1/hook", "private"),
+        ("https://[fd00::1]/hook", "private"),
+        ("https://169.254.169.254/latest/meta-data", "link-local"),
+        ("https://[fe80::1]/hook", "link-local"),
+        ("https://224.0.0.1/hook", "multicast"),
+        ("https://0.0.0.0/hook", "unspecified"),
+        ("https://240.0.0.1/hook", "reserved"),
+        ("https://[::ffff:127.0.0.1]/hook", "loopback"),
+        ("https://[::ffff:10.1.2.3]/hook", "private"),
     ],
 )
 def test_bad_urls_are_refused_with_a_reason(url: str, problem: str) -> None:
-    reason = url_problem(url, demo=False)
+    reason = url_problem(url, STRICT)
     assert reason is not None
     assert problem in reason
 
 
-def test_demo_mode_allows_plain_http_anywhere() -> None:
-    assert url_problem("http://merchant.example/hook", demo=True) is None
-    assert url_problem("ftp://merchant.example/hook", demo=True) is not None
+def test_demo_mode_allows_loopback_receivers_only() -> None:
+    assert url_problem("http://127.0.0.1:8123/hook", DEMO) is None
+    assert url_problem("http://[::1]:9000/hook", DEMO) is None
+    assert url_problem("https://10.0.0.5/hook", DEMO) is not None
+    assert url_problem("ftp://merchant.example/hook", DEMO) is not None
+
+
+def test_the_private_switch_allows_private_but_never_link_local() -> None:
+    assert url_problem("http://10.0.0.5/hook", PRIVATE) is None
+    assert url_problem("http://127.0.0.1/hook", PRIVATE) is None
+    assert url_problem("https://169.254.169.254/", PRIVATE) is not None
+    assert url_problem("https://224.0.0.1/", PRIVATE) is not None
+
+
+@pytest.mark.parametrize(
+    ("answers", "problem"),
+    [
+        (("127.0.0.1",), "loopback"),
+        (("10.1.2.3",), "private"),
+        (("169.254.169.254",), "link-local"),
+        (("::ffff:192.168.0.10",), "private"),
+        # One bad address among good ones refuses the host: the connect could pick it.
+        (("93.184.216.34", "10.0.0.1"), "private"),
+    ],
+)
+async def test_a_name_resolving_inward_is_refused(answers: tuple[str, ...], problem: str) -> None:
+    with pytest.raises(TargetRefused, match=problem):
+        await vet_target("https://hooks.merchant.example/x", STRICT, resolver(*answers))
+
+
+async def test_a_public_name_is_pinned_to_the_address_that_was_checked() -> None:
+    pinned = await vet_target(
+        "https://hooks.merchant.example:8443/x?y=1", STRICT, resolver("93.184.216.34")
+    )
+    assert pinned.url == "https://93.184.216.34:8443/x?y=1"
+    assert pinned.host_header == "hooks.merchant.example:8443"
+    assert pinned.sni_hostname == "hooks.merchant.example"
+    v6 = await vet_target("https://hooks.merchant.example/", STRICT, resolver("2606:2800::1"))
+    assert v6.url == "https://[2606:2800::1]/"
+
+
+async def test_plain_http_never_reaches_a_public_host() -> None:
+    with pytest.raises(TargetRefused, match="https"):
+        await vet_target("http://hooks.merchant.example/", PRIVATE, resolver("93.184.216.34"))
+    pinned = await vet_target("http://receiver.internal/", PRIVATE, resolver("10.0.0.7"))
+    assert (pinned.url, pinned.sni_hostname) == ("http://10.0.0.7/", None)
+
+
+async def test_a_name_that_does_not_resolve_is_not_final() -> None:
+    async def broken(host: str, port: int) -> list[str]:
+        raise OSError("no such host")
+
+    with pytest.raises(TargetUnresolved):
+        await vet_target("https://nowhere.example/", STRICT, broken)
+    with pytest.raises(TargetUnresolved):
+        await vet_target("https://nowhere.example/", STRICT, resolver())
 
 
 def _payment(**values: object) -> store.Payment:
@@ -203,6 +285,7 @@ def test_an_outcome_payload_is_the_allowlist_plus_amount_currency_and_reference(
             "psp_reference": "pi_1",
             "decline_code": None,
             "attempts": 1,
+            "stored_card_id": None,
             "amount": 1250,
             "currency": "GBP",
             "reference": "INV-1",

@@ -11,6 +11,10 @@ Semantics every backend keeps (the contract suite checks them):
   comes back after `visibility_timeout` to any consumer of the group.
 * After `max_deliveries` deliveries that did not ack, or at once if it cannot
   be decoded, the message moves to the group's dead letters.
+* `stop()` is graceful: consumers take nothing new, each finishes the delivery in
+  hand (for up to `stop_grace` seconds, and never longer than the visibility
+  timeout, after which the group would hand that message to another consumer
+  anyway), and what was taken but not started goes back to the group at once.
 """
 
 from __future__ import annotations
@@ -39,14 +43,22 @@ class BusOptions:
     max_deliveries: int = 10
     dedupe_window: float = 3600.0
     batch_size: int = 16
+    stop_grace: float = 10.0
 
     def __post_init__(self) -> None:
         if self.visibility_timeout <= 0 or self.retry_delay <= 0:
             raise ValueError("visibility_timeout and retry_delay must be positive")
+        if self.stop_grace < 0:
+            raise ValueError("stop_grace cannot be negative")
         if self.retry_delay > self.visibility_timeout:
             raise ValueError("retry_delay cannot exceed visibility_timeout")
         if self.max_deliveries < 1:
             raise ValueError("max_deliveries must be at least 1")
+
+    @property
+    def drain_seconds(self) -> float:
+        """How long `stop()` lets in-flight handlers run before cancelling them."""
+        return min(self.stop_grace, self.visibility_timeout)
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,16 @@ class Bus(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+async def drain(tasks: list[asyncio.Task[None]], grace: float) -> None:
+    """Let consumer tasks end on their own for up to `grace` seconds, then cancel the rest."""
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=grace)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def consumer_name() -> str:

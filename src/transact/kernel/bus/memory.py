@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from transact.contracts import Message
-from transact.kernel.bus.base import BusOptions, DeadLetter, Handler, run_handler
+from transact.kernel.bus.base import BusOptions, DeadLetter, Handler, drain, run_handler
 
 log = structlog.get_logger("transact.bus")
 
@@ -84,14 +84,19 @@ class MemoryBus:
             self._spawn(topic, group, handler)
 
     async def stop(self) -> None:
+        """Take nothing new; handlers in flight finish (up to the drain time), then stop."""
         self._running = False
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for groups in self._groups.values():
+            for g in groups.values():
+                g.wakeup.set()  # idle consumers wake, see the bus stopping and return
+        await drain(self._tasks, self.options.drain_seconds)
         self._tasks.clear()
 
-    async def _next(self, g: _Group, topic: str, group: str) -> _Entry:
+    async def _next(self, g: _Group, topic: str, group: str) -> _Entry | None:
+        """The next entry for this group, or None once the bus is stopping."""
         while True:
+            if not self._running:
+                return None
             if g.ready:
                 return g.ready.popleft()
             now = self._now()
@@ -105,6 +110,8 @@ class MemoryBus:
                 return entry
             deadlines = [e.deadline for e in g.inflight.values()]
             g.wakeup.clear()
+            if not self._running:
+                return None  # stop() set the wakeup just before it was cleared
             timeout = min(deadlines) - now if deadlines else None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(g.wakeup.wait(), timeout)
@@ -124,6 +131,8 @@ class MemoryBus:
         g = self._group(topic, group)
         while True:
             entry = await self._next(g, topic, group)
+            if entry is None:
+                return
             entry.deliveries += 1
             attempt = entry.deliveries
             entry.deadline = self._now() + self.options.visibility_timeout

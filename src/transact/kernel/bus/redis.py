@@ -4,20 +4,36 @@ One stream per topic; one consumer group per subscriber group. Unacked
 entries stay in the group's pending list; consumers reclaim entries idle for
 longer than the visibility timeout (XAUTOCLAIM) and dead-letter those that
 were delivered `max_deliveries` times.
+
+On `stop()` a consumer reads nothing more, finishes the entry in hand and hands
+back the entries it read but did not start: they are marked idle for a whole
+visibility timeout, so the group's other consumers claim them at their next
+XAUTOCLAIM instead of a timeout later. A process killed outright leaves its
+entries pending; they are claimed after the visibility timeout. Either way no
+entry leaves the pending list unhandled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError, ResponseError
+from redis.typing import StreamIdT
 
 from transact.contracts import Message
-from transact.kernel.bus.base import BusOptions, DeadLetter, Handler, consumer_name, run_handler
+from transact.kernel.bus.base import (
+    BusOptions,
+    DeadLetter,
+    Handler,
+    consumer_name,
+    drain,
+    run_handler,
+)
 from transact.kernel.errors import BackendUnavailable
 from transact.kernel.settings import redact_url
 
@@ -40,6 +56,20 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+Entry = tuple[bytes, dict[bytes, bytes], int]  # (entry id, fields, deliveries so far)
+
+
+@dataclass
+class _Consumer:
+    """One consumer of a group, and the entries it has read but not yet settled."""
+
+    topic: str
+    group: str
+    handler: Handler
+    name: str
+    held: set[bytes] = field(default_factory=set)
+
+
 class RedisBus:
     def __init__(self, url: str, namespace: str = "transact", options: BusOptions | None = None):
         self.options = options or BusOptions()
@@ -49,6 +79,7 @@ class RedisBus:
         self._publish = self._redis.register_script(_PUBLISH)
         self._consumers: list[tuple[str, str, Handler]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._active: list[_Consumer] = []
         self._running = False
         self._name = consumer_name()
 
@@ -71,7 +102,9 @@ class RedisBus:
             self._spawn(topic, group, handler)
 
     def _spawn(self, topic: str, group: str, handler: Handler) -> None:
-        self._tasks.append(asyncio.create_task(self._consume(topic, group, handler)))
+        consumer = _Consumer(topic, group, handler, f"{self._name}-{len(self._active)}")
+        self._active.append(consumer)
+        self._tasks.append(asyncio.create_task(self._consume(consumer)))
 
     async def _ensure_group(self, topic: str, group: str) -> None:
         try:
@@ -91,30 +124,44 @@ class RedisBus:
             self._spawn(topic, group, handler)
 
     async def stop(self) -> None:
+        """Read nothing more, let in-flight handlers finish, hand back what was not started."""
         self._running = False
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A consumer blocked in XREADGROUP returns within half a retry delay; cancelling
+        # it instead could drop a reply whose entries Redis already counted as ours.
+        await drain(self._tasks, self.options.drain_seconds)
         self._tasks.clear()
+        for consumer in self._active:
+            await self._hand_back(consumer)
+        self._active.clear()
 
-    async def _consume(self, topic: str, group: str, handler: Handler) -> None:
+    async def _hand_back(self, consumer: _Consumer) -> None:
+        """Make entries this consumer holds claimable by the group's others right away."""
+        if not consumer.held:
+            return
+        ids: list[StreamIdT] = [*sorted(consumer.held)]
+        try:
+            await self._redis.xclaim(
+                self._stream(consumer.topic),
+                consumer.group,
+                consumer.name,
+                0,
+                ids,
+                idle=_ms(self.options.visibility_timeout),
+                justid=True,
+            )
+        except (RedisError, OSError) as exc:
+            # They stay pending all the same and are claimed after the visibility timeout.
+            log.warning("bus.hand_back_failed", topic=consumer.topic, error=str(exc))
+        consumer.held.clear()
+
+    async def _consume(self, consumer: _Consumer) -> None:
+        topic, group = consumer.topic, consumer.group
         await self._ensure_group(topic, group)
-        name = f"{self._name}-{len(self._tasks)}"
-        block_ms = _ms(min(self.options.retry_delay, self.options.visibility_timeout) / 2)
         while self._running:
             try:
-                for entry_id, fields, deliveries in await self._reclaim(topic, group, name):
-                    await self._deliver(topic, group, name, handler, entry_id, fields, deliveries)
-                response: Any = await self._redis.xreadgroup(
-                    group,
-                    name,
-                    {self._stream(topic): ">"},
-                    count=self.options.batch_size,
-                    block=block_ms,
-                )
-                for _stream, entries in response or []:
-                    for entry_id, fields in entries:
-                        await self._deliver(topic, group, name, handler, entry_id, fields, 1)
+                await self._deliver_all(consumer, await self._reclaim(consumer))
+                if self._running:
+                    await self._deliver_all(consumer, await self._read_new(consumer))
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -125,14 +172,34 @@ class RedisBus:
                 log.error("bus.redis_error", topic=topic, group=group, error=str(exc))
                 await asyncio.sleep(1.0)
 
-    async def _reclaim(
-        self, topic: str, group: str, name: str
-    ) -> list[tuple[bytes, dict[bytes, bytes], int]]:
+    async def _read_new(self, consumer: _Consumer) -> list[Entry]:
+        block_ms = _ms(min(self.options.retry_delay, self.options.visibility_timeout) / 2)
+        response: Any = await self._redis.xreadgroup(
+            consumer.group,
+            consumer.name,
+            {self._stream(consumer.topic): ">"},
+            count=self.options.batch_size,
+            block=block_ms,
+        )
+        entries = [
+            (entry_id, fields, 1) for _stream, batch in response or [] for entry_id, fields in batch
+        ]
+        consumer.held.update(entry_id for entry_id, _, _ in entries)
+        return entries
+
+    async def _deliver_all(self, consumer: _Consumer, entries: list[Entry]) -> None:
+        for entry_id, fields, deliveries in entries:
+            if not self._running:
+                return  # the rest stay held and go back to the group in stop()
+            await self._deliver(consumer, entry_id, fields, deliveries)
+
+    async def _reclaim(self, consumer: _Consumer) -> list[Entry]:
+        topic, group = consumer.topic, consumer.group
         stream = self._stream(topic)
         result = await self._redis.xautoclaim(
             stream,
             group,
-            name,
+            consumer.name,
             _ms(self.options.visibility_timeout),
             start_id="0-0",
             count=self.options.batch_size,
@@ -149,6 +216,7 @@ class RedisBus:
                     topic, group, entry_id, fields, "max deliveries reached", deliveries - 1
                 )
                 continue
+            consumer.held.add(entry_id)
             out.append((entry_id, fields, deliveries))
         return out
 
@@ -159,15 +227,9 @@ class RedisBus:
         return int(pending[0]["times_delivered"]) if pending else 1
 
     async def _deliver(
-        self,
-        topic: str,
-        group: str,
-        name: str,
-        handler: Handler,
-        entry_id: bytes,
-        fields: dict[bytes, bytes],
-        deliveries: int,
+        self, consumer: _Consumer, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int
     ) -> None:
+        topic, group = consumer.topic, consumer.group
         stream = self._stream(topic)
         try:
             message = Message.decode(fields[b"data"])
@@ -175,8 +237,9 @@ class RedisBus:
             await self._dead_letter(
                 topic, group, entry_id, fields, f"undecodable: {type(exc).__name__}", deliveries
             )
+            consumer.held.discard(entry_id)
             return
-        if await run_handler(handler, message, topic, group):
+        if await run_handler(consumer.handler, message, topic, group):
             await self._redis.xack(stream, group, entry_id)
         elif deliveries >= self.options.max_deliveries:
             await self._dead_letter(
@@ -186,7 +249,10 @@ class RedisBus:
             # Make the entry look idle for (visibility - retry) already, so any
             # consumer reclaims it after retry_delay rather than a full timeout.
             idle = _ms(self.options.visibility_timeout - self.options.retry_delay)
-            await self._redis.xclaim(stream, group, name, 0, [entry_id], idle=idle, justid=True)
+            await self._redis.xclaim(
+                stream, group, consumer.name, 0, [entry_id], idle=idle, justid=True
+            )
+        consumer.held.discard(entry_id)
 
     async def _dead_letter(
         self,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,13 @@ metadata = MetaData(
     }
 )
 
+# Seconds a transaction waits for this process's SQLite write turn before going on
+# without it (see `Database._writing`).
+WRITE_TURN_WAIT = 10.0
+
+# Where `add_to_outbox` leaves a transaction's messages for the commit hook (`session.info`).
+COMMITTED_MESSAGES = "transact.outbox.messages"
+
 # Any fixed 64-bit number: serializes `transact migrate` run by several processes at once.
 _MIGRATION_LOCK = 0x7472616E73616374
 
@@ -40,6 +49,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL syncs at checkpoints, not at every commit: a commit survives
+    # the process being killed; only an OS crash or power loss can lose the last ones.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
 
@@ -60,7 +72,8 @@ class Database:
                 f"TRANSACT_DATABASE_URL={redact_url(url)!r} is not a valid URL"
             ) from None
         self.dialect = parsed.get_backend_name()
-        options: dict[str, Any] = {"echo": echo, "pool_pre_ping": True}
+        # A pre-ping checks a pooled network connection; a SQLite file needs none.
+        options: dict[str, Any] = {"echo": echo, "pool_pre_ping": self.dialect != "sqlite"}
         if self.dialect == "sqlite" and parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         if self.dialect == "postgresql":
@@ -70,12 +83,64 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._writer: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._writer_task: asyncio.Task[Any] | None = None
+        # Told, after each commit, the outbox messages that transaction added (the
+        # running relay publishes them at once; see `OutboxRelay`).
+        self.after_commit: Callable[[list[Any]], None] | None = None
+
+    def _write_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._writer is None or self._writer[0] is not loop:
+            self._writer = (loop, asyncio.Lock())
+        return self._writer[1]
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """Hold this process's SQLite write turn, if it can be had.
+
+        A transaction opened inside another in the same task, or a turn not had
+        within WRITE_TURN_WAIT, goes on without it and meets SQLite's own lock and
+        `busy_timeout` instead, as it would without this queue: never a deadlock.
+        """
+        task = asyncio.current_task()
+        if task is not None and task is self._writer_task:
+            yield
+            return
+        lock = self._write_lock()
+        acquired = False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(WRITE_TURN_WAIT):
+                acquired = await lock.acquire()
+        if not acquired:
+            yield
+            return
+        self._writer_task = task
+        try:
+            yield
+        finally:
+            self._writer_task = None
+            lock.release()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on error."""
-        async with self.sessions() as session, session.begin():
+        """A session inside one transaction: committed on success, rolled back on error.
+
+        On SQLite every transaction takes the database's one write lock at BEGIN
+        (see `_sqlite_begin`); transactions of this process queue for it here, in
+        order, instead of in SQLite's busy handler, which polls with sleeps of up
+        to 100 ms. Other processes on the same file still meet `busy_timeout`.
+        """
+        async with AsyncExitStack() as stack:
+            if self.dialect == "sqlite":
+                await stack.enter_async_context(self._writing())
+            session = await stack.enter_async_context(self.sessions())
+            await stack.enter_async_context(session.begin())
             yield session
+        # Reached only when the transaction committed.
+        committed = session.info.pop(COMMITTED_MESSAGES, None)
+        if committed and self.after_commit is not None:
+            self.after_commit(committed)
 
     async def ping(self) -> None:
         try:

@@ -17,6 +17,12 @@
   `received` as **approved** (accepted by the PSP), with that said in the
   message; a webhook that reports failure must be reconciled by the core.
   Our idempotency key is the modification's `reference`.
+* MOTO: a card given over the phone is `shopperInteraction: "Moto"` (no 3-D
+  Secure); a pay-by-link card is `"Ecommerce"`.
+* saving the card with the payment (`Order.store`): the authorization itself
+  carries `storePaymentMethod: true`, `shopperReference` and
+  `recurringProcessingModel: UnscheduledCardOnFile`; the token comes back in the
+  answer's `additionalData` as below, so no second call is needed.
 * verify: a zero-value `/payments` authorization.
 * tokenize: a zero-value `/payments` with `storePaymentMethod: true`,
   `shopperReference` (our tokenize reference) and
@@ -47,6 +53,7 @@ from transact.psp.connectors.base import (
     Card,
     DeclineCode,
     HttpCall,
+    Interaction,
     Order,
     Outcome,
     PspResult,
@@ -151,6 +158,18 @@ def split_token(token: str) -> tuple[str, str]:
     return shopper, stored
 
 
+def stored_token(answer: Mapping[str, Any]) -> str | None:
+    """Our token for the method an answer says Adyen stored, or None when it stored none."""
+    extra = as_dict(answer.get("additionalData"))
+    stored = extra.get("tokenization.storedPaymentMethodId") or extra.get(
+        "recurring.recurringDetailReference"
+    )
+    shopper = extra.get("tokenization.shopperReference") or extra.get("recurring.shopperReference")
+    if not isinstance(stored, str) or not isinstance(shopper, str) or not stored or not shopper:
+        return None
+    return f"{shopper}:{stored}"
+
+
 class AdyenConnector:
     name = "adyen"
     brands = ALL_BRANDS
@@ -209,7 +228,7 @@ class AdyenConnector:
             "shopperInteraction": "Ecommerce",
         }
 
-    def authorize_call(self, order: Order) -> HttpCall:
+    def _order(self, order: Order) -> dict[str, Any]:
         body = self._payment(order.reference, order.amount, order.currency)
         if order.capture:
             body["captureDelayHours"] = 0
@@ -217,16 +236,32 @@ class AdyenConnector:
             body["additionalData"] = {"manualCapture": "true"}
         if order.description:
             body["shopperStatement"] = order.description[:22]
-        if order.card is not None:
-            body["paymentMethod"] = self._card(order.card)
-        elif order.token is not None:
-            shopper, stored = split_token(order.token)
-            body["paymentMethod"] = {"type": "scheme", "storedPaymentMethodId": stored}
-            body["shopperReference"] = shopper
-            body["shopperInteraction"] = "ContAuth"
-            body["recurringProcessingModel"] = "UnscheduledCardOnFile"
-        else:
+        return body
+
+    def authorize_call(self, order: Order) -> HttpCall:
+        if order.card is None:
+            if order.token is not None:
+                return self.charge_token_call(order)
             raise ValueError("an order needs a card or a token")
+        body = self._order(order)
+        body["paymentMethod"] = self._card(order.card)
+        if order.interaction is Interaction.MOTO:
+            body["shopperInteraction"] = "Moto"
+        if order.store:
+            body["storePaymentMethod"] = True
+            body["shopperReference"] = order.shopper_reference or order.reference
+            body["recurringProcessingModel"] = "UnscheduledCardOnFile"
+        return HttpCall("POST", f"{API}/payments", self._headers(order.idempotency_key), body)
+
+    def charge_token_call(self, order: Order) -> HttpCall:
+        if order.token is None or order.card is not None:
+            raise ValueError("a stored-card charge needs a token and no card")
+        shopper, stored = split_token(order.token)
+        body = self._order(order)
+        body["paymentMethod"] = {"type": "scheme", "storedPaymentMethodId": stored}
+        body["shopperReference"] = shopper
+        body["shopperInteraction"] = "ContAuth"
+        body["recurringProcessingModel"] = "UnscheduledCardOnFile"
         return HttpCall("POST", f"{API}/payments", self._headers(order.idempotency_key), body)
 
     def _modification(
@@ -274,6 +309,12 @@ class AdyenConnector:
         body["recurringProcessingModel"] = "UnscheduledCardOnFile"
         return HttpCall("POST", f"{API}/payments", self._headers(idempotency_key), body)
 
+    def keep_token_call(self, token: str, reference: str, idempotency_key: str) -> HttpCall | None:
+        return None  # Adyen keeps the stored method with the shopper already
+
+    def parse_keep_token(self, status: int, body: Any) -> PspResult:
+        return unexpected(status, "stored payment method")
+
     def status_call(self, reference: str, psp_reference: str | None) -> HttpCall:
         # Simulator only (supports_status_query): real Adyen has no such lookup.
         return HttpCall(
@@ -305,6 +346,7 @@ class AdyenConnector:
                 http_status=status,
                 amount=amount,
                 message=safe_text(answer.get("status")),
+                token=stored_token(answer),
             )
         if code == "Refused":
             return PspResult(
@@ -384,17 +426,9 @@ class AdyenConnector:
         result = self.parse_authorize(status, body)
         if result.outcome is not Outcome.APPROVED:
             return result
-        answer = as_dict(body)
-        extra = as_dict(answer.get("additionalData"))
-        stored = extra.get("tokenization.storedPaymentMethodId") or extra.get(
-            "recurring.recurringDetailReference"
-        )
-        shopper = extra.get("tokenization.shopperReference") or extra.get(
-            "recurring.shopperReference"
-        )
-        if not isinstance(stored, str) or not isinstance(shopper, str):
+        if result.token is None:
             return unexpected(status, "tokenization")
-        return replace(result, token=f"{shopper}:{stored}")
+        return result
 
     def parse_status(self, status: int, body: Any) -> PspResult:
         if status >= 300:

@@ -16,6 +16,31 @@ from typing import Any, Protocol
 from transact.kernel.sensitive import Pan, SensitiveStr
 
 
+class Interaction(StrEnum):
+    """How the card reached us, which providers flag on the authorization.
+
+    * `ecommerce`: the cardholder typed it into a web page (pay-by-link); 3-D
+      Secure may apply.
+    * `moto`: mail order / telephone order, card not present: the customer gave
+      it over the phone (keypad or speech). Out of scope for 3-D Secure.
+    * `merchant_initiated`: a stored card charged without the cardholder taking
+      part (card on file, unscheduled).
+    """
+
+    ECOMMERCE = "ecommerce"
+    MOTO = "moto"
+    MERCHANT_INITIATED = "merchant_initiated"
+
+
+# Channels where the card is given over the phone: their authorizations are MOTO.
+PHONE_CHANNELS = frozenset({"phone", "speech", "ivr"})
+
+
+def interaction_for(channel: str) -> Interaction:
+    """The phone channels are telephone orders (MOTO); everything else is e-commerce."""
+    return Interaction.MOTO if channel in PHONE_CHANNELS else Interaction.ECOMMERCE
+
+
 class Outcome(StrEnum):
     APPROVED = "approved"
     DECLINED = "declined"
@@ -61,6 +86,11 @@ class Order:
     card: Card | None = None
     token: str | None = None  # a stored PSP token instead of a card
     description: str | None = None
+    interaction: Interaction = Interaction.ECOMMERCE
+    # Ask the provider to keep the card for later charges, answering with its token
+    # where it can (`PspResult.token`); `shopper_reference` names whose card it is.
+    store: bool = False
+    shopper_reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +111,7 @@ class PspResult:
     may_retry_elsewhere: bool = False  # True only when this PSP provably did not charge
     http_status: int | None = None
     amount: int | None = None  # what the PSP says was authorized/captured/refunded
-    token: str | None = None  # from tokenize
+    token: str | None = None  # from tokenize, or an authorization that stored the card
     action: Mapping[str, Any] | None = None  # e.g. where the 3-D Secure challenge lives
 
 
@@ -113,6 +143,14 @@ class Connector(Protocol):
     def parse_verify(self, status: int, body: Any) -> PspResult: ...
     def tokenize_call(self, card: Card, reference: str, idempotency_key: str) -> HttpCall: ...
     def parse_tokenize(self, status: int, body: Any) -> PspResult: ...
+    # The second step some providers need before a token can be charged again
+    # (Stripe: attach the PaymentMethod to a Customer); None where the first was enough.
+    def keep_token_call(
+        self, token: str, reference: str, idempotency_key: str
+    ) -> HttpCall | None: ...
+    def parse_keep_token(self, status: int, body: Any) -> PspResult: ...
+    # Charge a stored token, merchant-initiated (the cardholder takes no part).
+    def charge_token_call(self, order: Order) -> HttpCall: ...
     def status_call(self, reference: str, psp_reference: str | None) -> HttpCall: ...
     def parse_status(self, status: int, body: Any) -> PspResult: ...
     def scrub(self, transcript: Any) -> Any: ...

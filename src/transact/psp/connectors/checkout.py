@@ -5,6 +5,11 @@
   `source: {type: "id", id: "src_..."}`), `Authorization: Bearer sk_...`,
   `Cko-Idempotency-Key`. `processing_channel_id` is sent when configured
   (required on accounts that have processing channels).
+* `payment_type`: `"MOTO"` for a card given over the phone (exempt from 3-D
+  Secure), `"Regular"` for pay-by-link. `source.store_for_future_use` follows
+  `Order.store`: when true, the approved payment's `source.id` is our token.
+* charge a stored token: `source: {type: "id", id}` with `merchant_initiated:
+  true` and `payment_type: "Unscheduled"` (card on file, no cardholder).
 * `201` with `approved: true` → approved; `approved: false` (`status: Declined`)
   → declined, mapped from the five-digit `response_code` (20051 insufficient
   funds, 20054 / 30033 expired, 20087 bad track data (CVV or expiry), 20005 do not
@@ -39,6 +44,7 @@ from transact.psp.connectors.base import (
     Card,
     DeclineCode,
     HttpCall,
+    Interaction,
     Order,
     Outcome,
     PspResult,
@@ -151,13 +157,24 @@ class CheckoutConnector:
         return body
 
     def authorize_call(self, order: Order) -> HttpCall:
-        if order.card is not None:
-            source = self._card(order.card)
-        elif order.token is not None:
-            source = {"type": "id", "id": order.token}
-        else:
+        if order.card is None:
+            if order.token is not None:
+                return self.charge_token_call(order)
             raise ValueError("an order needs a card or a token")
+        source = self._card(order.card) | {"store_for_future_use": order.store}
         body = self._payment(order.reference, order.amount, order.currency, source, order.capture)
+        body["payment_type"] = "MOTO" if order.interaction is Interaction.MOTO else "Regular"
+        if order.description:
+            body["description"] = order.description
+        return HttpCall("POST", "/payments", self._headers(order.idempotency_key), body)
+
+    def charge_token_call(self, order: Order) -> HttpCall:
+        if order.token is None or order.card is not None:
+            raise ValueError("a stored-card charge needs a token and no card")
+        source = {"type": "id", "id": order.token}
+        body = self._payment(order.reference, order.amount, order.currency, source, order.capture)
+        body["merchant_initiated"] = True
+        body["payment_type"] = "Unscheduled"
         if order.description:
             body["description"] = order.description
         return HttpCall("POST", "/payments", self._headers(order.idempotency_key), body)
@@ -194,6 +211,12 @@ class CheckoutConnector:
         source = self._card(card) | {"store_for_future_use": True}
         body = self._payment(reference, 0, self.verification_currency, source, False)
         return HttpCall("POST", "/payments", self._headers(idempotency_key), body)
+
+    def keep_token_call(self, token: str, reference: str, idempotency_key: str) -> HttpCall | None:
+        return None  # a stored source is reusable as it is
+
+    def parse_keep_token(self, status: int, body: Any) -> PspResult:
+        return unexpected(status, "source")
 
     def status_call(self, reference: str, psp_reference: str | None) -> HttpCall:
         if psp_reference:

@@ -3,7 +3,10 @@
 Its contract (the simulator in `transact.psp.simulator` serves it under `/sandbox`):
 
 * `POST /sandbox/payments` `{reference, amount, currency, capture, description?,
-  card: {number, exp_month, exp_year, cvc?, holder?}}` or `{..., token}` → `201` payment
+  interaction: ecommerce|moto, store?, card: {number, exp_month, exp_year, cvc?,
+  holder?}}` → `201` payment; with `store: true` an approved payment carries the
+  card's `token`. Charging a stored card is the same call with `{..., token,
+  interaction: merchant_initiated}` instead of the card.
 * `POST /sandbox/payments/{id}/capture` `{amount}` → `200` payment
 * `POST /sandbox/payments/{id}/void` `{}` → `200` payment
 * `POST /sandbox/payments/{id}/refunds` `{amount}` → `201 {id, payment_id, status, amount}`
@@ -12,7 +15,7 @@ Its contract (the simulator in `transact.psp.simulator` serves it under `/sandbo
 * `GET /sandbox/payments?reference=R` → `200 {data: [payment, ...]}`
 
 A payment is `{id, reference, status: approved|declined|pending, decline_code?,
-message?, amount, currency, state, authorized, captured, refunded, action?}`;
+message?, amount, currency, state, authorized, captured, refunded, action?, token?}`;
 `decline_code` already uses our normalized names. Errors are
 `{"error": {"code", "message"}}`: `401`, `404`, `409` (same Idempotency-Key
 still running, or reused with another body), `422` (invalid request, amount or
@@ -34,6 +37,7 @@ from transact.psp.connectors.base import (
     Card,
     DeclineCode,
     HttpCall,
+    Interaction,
     Order,
     Outcome,
     PspResult,
@@ -88,7 +92,7 @@ class SandboxConnector:
             body["holder"] = card.holder
         return body
 
-    def authorize_call(self, order: Order) -> HttpCall:
+    def _order(self, order: Order) -> dict[str, Any]:
         body: dict[str, Any] = {
             "reference": order.reference,
             "amount": order.amount,
@@ -97,12 +101,30 @@ class SandboxConnector:
         }
         if order.description:
             body["description"] = order.description
-        if order.card is not None:
-            body["card"] = self._card(order.card)
-        elif order.token is not None:
-            body["token"] = order.token
-        else:
+        return body
+
+    def authorize_call(self, order: Order) -> HttpCall:
+        if order.card is None:
+            if order.token is not None:
+                return self.charge_token_call(order)
             raise ValueError("an order needs a card or a token")
+        body = self._order(order)
+        body["card"] = self._card(order.card)
+        body["interaction"] = (
+            Interaction.MOTO.value
+            if order.interaction is Interaction.MOTO
+            else Interaction.ECOMMERCE.value
+        )
+        if order.store:
+            body["store"] = True
+        return HttpCall("POST", "/sandbox/payments", self._headers(order.idempotency_key), body)
+
+    def charge_token_call(self, order: Order) -> HttpCall:
+        if order.token is None or order.card is not None:
+            raise ValueError("a stored-card charge needs a token and no card")
+        body = self._order(order)
+        body["token"] = order.token
+        body["interaction"] = Interaction.MERCHANT_INITIATED.value
         return HttpCall("POST", "/sandbox/payments", self._headers(order.idempotency_key), body)
 
     def capture_call(
@@ -145,6 +167,12 @@ class SandboxConnector:
         body = {"reference": reference, "card": self._card(card)}
         return HttpCall("POST", "/sandbox/tokens", self._headers(idempotency_key), body)
 
+    def keep_token_call(self, token: str, reference: str, idempotency_key: str) -> HttpCall | None:
+        return None  # a sandbox token is reusable as it is
+
+    def parse_keep_token(self, status: int, body: Any) -> PspResult:
+        return unexpected(status, "token")
+
     def status_call(self, reference: str, psp_reference: str | None) -> HttpCall:
         # By our reference even when the PSP's id is known: it also finds a
         # second payment a retry may have made under the same reference.
@@ -163,12 +191,14 @@ class SandboxConnector:
         psp_reference = body.get("id")
         amount = body.get("amount")
         if outcome == "approved":
+            token = body.get("token")
             return PspResult(
                 Outcome.APPROVED,
                 psp_reference,
                 http_status=status,
                 amount=amount,
                 message=safe_text(body.get("state")),
+                token=token if isinstance(token, str) else None,
             )
         if outcome == "declined":
             code = _DECLINE_CODES.get(str(body.get("decline_code")), DeclineCode.CARD_DECLINED)

@@ -8,9 +8,15 @@
   `POST /v1/payment_intents/{id}/cancel`, refund `POST /v1/refunds`
   (`payment_intent`, `amount`).
 * verify: `POST /v1/setup_intents` confirmed with the card (no money moves).
-* tokenize: `POST /v1/payment_methods` (`type=card`). Stripe only checks the
-  card when it is used; and an unattached PaymentMethod can be charged once
-  only: reuse needs it attached to a Customer (not done here, see gaps).
+* MOTO: a card given over the phone sets `payment_method_options[card][moto]=true`
+  (the account needs Stripe's MOTO feature); it is exempt from 3-D Secure.
+* tokenize: `POST /v1/payment_methods` (`type=card`), then `keep_token_call`:
+  `POST /v1/customers` with `payment_method=pm_...` attaches it to a new Customer,
+  because an unattached PaymentMethod can be charged once only. Our token is
+  `"<cus_...>:<pm_...>"`. Stripe only checks the card when it is used.
+* charge a stored token: `POST /v1/payment_intents` with `customer`,
+  `payment_method`, `off_session=true`, `confirm=true` (merchant-initiated; an
+  issuer that still wants the cardholder answers `authentication_required`).
 * status: `GET /v1/payment_intents/{id}` when the PSP id is known (strongly
   consistent); else `GET /v1/payment_intents/search?query=metadata['reference']:'R'`.
   Stripe says search lags writes (normally under a minute), so "nothing found"
@@ -34,6 +40,7 @@ from transact.psp.connectors.base import (
     Card,
     DeclineCode,
     HttpCall,
+    Interaction,
     Order,
     Outcome,
     PspResult,
@@ -100,6 +107,16 @@ def decline_code(error: Mapping[str, Any]) -> DeclineCode:
     return DeclineCode.CARD_DECLINED
 
 
+def split_token(token: str) -> tuple[str | None, str]:
+    """Our Stripe token `"<cus_...>:<pm_...>"` (or a bare `pm_...`) as (customer, method)."""
+    customer, sep, method = token.partition(":")
+    if not sep:
+        customer, method = "", token
+    if not method or (sep and not customer):
+        raise ValueError("a Stripe token is '<cus_...>:<pm_...>' or 'pm_...'")
+    return customer or None, method
+
+
 def _search_literal(value: str) -> str:
     # Stripe's query language: a string in single quotes, \ escapes ' and \.
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -160,7 +177,7 @@ class StripeConnector:
             form["payment_method_data[billing_details][name]"] = card.holder
         return form
 
-    def authorize_call(self, order: Order) -> HttpCall:
+    def _intent_form(self, order: Order) -> dict[str, str]:
         form = {
             "amount": str(order.amount),
             "currency": order.currency.lower(),
@@ -173,14 +190,32 @@ class StripeConnector:
         }
         if order.description:
             form["description"] = order.description
+        return form
+
+    def authorize_call(self, order: Order) -> HttpCall:
+        if order.card is None:
+            if order.token is not None:
+                return self.charge_token_call(order)
+            raise ValueError("an order needs a card or a token")
+        form = self._intent_form(order)
         if self.return_url:
             form["return_url"] = self.return_url
-        if order.card is not None:
-            form |= self._payment_method(order.card)
-        elif order.token is not None:
-            form["payment_method"] = order.token
-        else:
-            raise ValueError("an order needs a card or a token")
+        if order.interaction is Interaction.MOTO:
+            form["payment_method_options[card][moto]"] = "true"
+        # `order.store` is met after the payment (tokenize, then keep_token_call): a
+        # PaymentIntent saves its card only for a Customer that already exists.
+        form |= self._payment_method(order.card)
+        return self._post("/v1/payment_intents", form, order.idempotency_key)
+
+    def charge_token_call(self, order: Order) -> HttpCall:
+        if order.token is None or order.card is not None:
+            raise ValueError("a stored-card charge needs a token and no card")
+        customer, method = split_token(order.token)
+        form = self._intent_form(order)
+        form["payment_method"] = method
+        if customer:
+            form["customer"] = customer
+        form["off_session"] = "true"
         return self._post("/v1/payment_intents", form, order.idempotency_key)
 
     def capture_call(
@@ -219,6 +254,17 @@ class StripeConnector:
         if card.holder:
             form["billing_details[name]"] = card.holder
         return self._post("/v1/payment_methods", form, idempotency_key)
+
+    def keep_token_call(self, token: str, reference: str, idempotency_key: str) -> HttpCall | None:
+        customer, method = split_token(token)
+        if customer:
+            return None  # already attached
+        form = {
+            "payment_method": method,
+            "invoice_settings[default_payment_method]": method,
+            "metadata[reference]": reference,
+        }
+        return self._post("/v1/customers", form, idempotency_key)
 
     def status_call(self, reference: str, psp_reference: str | None) -> HttpCall:
         if psp_reference:
@@ -392,6 +438,22 @@ class StripeConnector:
         if isinstance(token, str) and token.startswith("pm_"):
             return PspResult(Outcome.APPROVED, token, http_status=status, token=token)
         return unexpected(status, "payment method")
+
+    def parse_keep_token(self, status: int, body: Any) -> PspResult:
+        if status >= 300:
+            return self._error(status, body)
+        customer = as_dict(body)
+        method = as_dict(customer.get("invoice_settings")).get("default_payment_method")
+        cid = customer.get("id")
+        if (
+            isinstance(cid, str)
+            and cid.startswith("cus_")
+            and isinstance(method, str)
+            and method.startswith("pm_")
+        ):
+            token = f"{cid}:{method}"
+            return PspResult(Outcome.APPROVED, cid, http_status=status, token=token)
+        return unexpected(status, "customer")
 
     def parse_status(self, status: int, body: Any) -> PspResult:
         if status >= 300:

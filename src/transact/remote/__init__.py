@@ -1,0 +1,23 @@
+"""Remote card capture: payment links, the customer's web session and the hosted payment page."""
+
+from __future__ import annotations
+
+from transact.kernel import Kernel, Service
+from transact.remote import handlers, page
+from transact.remote.api import build_router
+from transact.remote.flow import Remote
+
+__all__ = ["Remote", "build"]
+
+EXPIRY_SWEEP_SECONDS = 5.0
+
+
+def build(kernel: Kernel) -> Service:
+    remote = Remote(kernel)
+    service = Service(
+        name="remote",
+        routers=[build_router(kernel, remote), page.build_router(kernel, remote)],
+    )
+    handlers.subscribe(service, remote)
+    service.every(EXPIRY_SWEEP_SECONDS, remote.expire_overdue, "expire")
+    return service

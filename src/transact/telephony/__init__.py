@@ -1,0 +1,36 @@
+"""Telephony: media streams, bridging, DTMF detection, masking, secure mode, feedback tones.
+
+`build()` imports the media plane lazily: the DSP modules (`dtmf`, `masking`, `audio`)
+are used on their own by the `transact dtmf` commands and must import without it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transact.kernel import Kernel, Service
+
+__all__ = ["build"]
+
+
+def build(kernel: Kernel) -> Service:
+    from transact.kernel import Service
+    from transact.telephony import handlers
+    from transact.telephony.api import build_router
+    from transact.telephony.bridge import Metrics, Switchboard
+    from transact.telephony.masking import LegDsp
+
+    board = Switchboard(
+        kernel.vault,
+        kernel.bus.publish,
+        LegDsp,
+        Metrics(kernel.metrics),
+        pair_timeout=kernel.settings.media_pair_timeout,
+    )
+    service = Service(name="telephony", routers=[build_router(kernel, board)])
+    # Each instance holds its own sockets, so each hears every capture event.
+    handlers.subscribe(service, board, group=f"telephony-{uuid.uuid4().hex[:12]}")
+    service.on_stop.append(board.close_all)
+    return service
