@@ -502,7 +502,11 @@ def cluster_up(
     """Start the whole set, migrate once, and print where everything is."""
     from transact import cluster
 
-    started = cluster.up(directory, cluster.parse_replicas(replicas or []))
+    started = cluster.up(
+        directory,
+        cluster.parse_replicas(replicas or []),
+        progress=lambda step: out.print(f"{step} ...", highlight=False),
+    )
     for line in cluster.describe(started):
         out.print(line, highlight=False, soft_wrap=True)
 
@@ -564,7 +568,7 @@ def deploy_render(
     out_dir: Annotated[Path, typer.Option("--out", help="the deploy/ directory")] = Path("deploy"),
 ) -> None:
     """Write the nginx configuration (and its Kubernetes ConfigMap) from the gateway's rules."""
-    from transact.gateway.deploy import write_rendered
+    from transact.deploy import write_rendered
 
     for path in write_rendered(out_dir):
         out.print(f"wrote {path}", highlight=False)

@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -35,13 +36,13 @@ from pathlib import Path
 
 import httpx
 
+from transact.deploy import VAULT_SERVICES  # the only ones given the vault's URL
 from transact.kernel.errors import TransactError
 
 STATE_FILE = "cluster.json"
 ENV_FILE = "env.sh"
 DEFAULT_DIR = Path(".transact-cluster")
 GATEWAY = "gateway"  # nginx is the gateway in this mode: no process serves it
-VAULT_SERVICES = frozenset({"capture", "psp"})  # the only ones that keep card data
 NAMESPACE = "transact"
 MAX_REPLICAS = 8
 START_TIMEOUT = 90.0  # two cores starting a dozen Python processes take a while
@@ -175,12 +176,14 @@ def up(
     services: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = START_TIMEOUT,
+    progress: Callable[[str], None] = lambda _: None,
 ) -> Cluster:
     """Start the whole set and return where everything is; stops what it started on failure.
 
     `services`: which to run (default: every service but the gateway, which is nginx);
     `replicas`: instances per service (default 1); `env`: extra TRANSACT_* for every
-    process (tests shorten the bus's visibility timeout with it).
+    process (tests shorten the bus's visibility timeout with it); `progress` hears
+    one line per step. Synchronous: call it where no event loop is running.
     """
     names = _service_names(services)
     counts = _replica_counts(names, replicas or {})
@@ -192,14 +195,19 @@ def up(
     try:
         cluster = _new_cluster(directory, extra)
         cluster.save()
+        progress("starting Redis (bus and cache) and Redis (vault)")
         _start_redis(cluster, "redis", cluster.redis_url)
         _start_redis(cluster, "redis-vault", cluster.vault_url)
+        progress("starting PostgreSQL")
         _start_postgres(cluster)
+        progress("migrating the schema")
         _migrate(cluster)
+        progress(f"starting {sum(counts.values())} service processes")
         for service in names:
             for _ in range(counts[service]):
                 _start_service(cluster, service)
         _wait_ready(cluster, [p for p in cluster.processes if p.service], timeout)
+        progress("starting nginx")
         _start_nginx(cluster, timeout)
     except BaseException:
         if cluster is not None:
@@ -359,6 +367,11 @@ def write_self_signed_certificate(directory: Path, days: int = 30) -> tuple[Path
     return cert_path, key_path
 
 
+def trusting(certificate: str | Path) -> ssl.SSLContext:
+    """A client TLS context that trusts the cluster's self-signed certificate (only)."""
+    return ssl.create_default_context(cafile=str(certificate))
+
+
 # --- processes -----------------------------------------------------------------------
 
 
@@ -513,12 +526,22 @@ def _run(argv: list[str], what: str, env: Mapping[str, str] | None = None) -> No
 
 
 def _migrate(cluster: Cluster) -> None:
-    """Once, before any service: services never migrate on PostgreSQL themselves."""
-    _run(
-        [sys.executable, "-m", "transact", "migrate"],
-        "transact migrate",
-        {**_base_env(), **cluster.admin_env()},
-    )
+    """Once, before any service: services never migrate on PostgreSQL themselves.
+
+    What `transact migrate` does, in this process: it has every module loaded already,
+    and a fresh interpreter would spend seconds importing them again."""
+    import asyncio
+
+    from transact.kernel.db import Database
+
+    async def migrate() -> None:
+        db = Database(cluster.database_url)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(migrate())
 
 
 def _start_service(cluster: Cluster, service: str) -> Proc:
@@ -603,7 +626,9 @@ def _start_nginx(cluster: Cluster, timeout: float) -> None:
 
 def _gateway_healthy(cluster: Cluster) -> bool:
     try:
-        answer = httpx.get(f"{cluster.gateway_url}/healthz", verify=cluster.certificate, timeout=2)
+        answer = httpx.get(
+            f"{cluster.gateway_url}/healthz", verify=trusting(cluster.certificate), timeout=2
+        )
     except httpx.HTTPError:
         return False
     return answer.status_code == 200

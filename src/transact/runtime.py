@@ -24,6 +24,7 @@ ServiceFactory = Callable[[Kernel], Service]
 def service_factories() -> dict[str, ServiceFactory]:
     """Every service that is built, by name. A service not built yet is not listed."""
     from transact import (
+        agent_ui,
         auth,
         capture,
         communications,
@@ -47,6 +48,7 @@ def service_factories() -> dict[str, ServiceFactory]:
         "notifications": notifications.build,
         "communications": communications.build,
         "remote": remote.build,
+        "agent-ui": agent_ui.build,
     }
 
 

@@ -4,6 +4,8 @@ engine and bus; the sweep marks their rows later and sends whatever the fast pat
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -16,6 +18,22 @@ from transact.kernel.db import Database, OutboxRelay, add_to_outbox
 from transact.kernel.db.outbox import outbox
 
 SLOW_SWEEP = 30.0  # longer than any test: only the fast path can deliver in time
+
+
+class CountingBus:
+    """Counts what the relay publishes, by message id (the bus itself drops repeats)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.published: Counter[str] = Counter()
+
+    async def publish(self, message: Message) -> bool:
+        self.published[message.id] += 1
+        return bool(await self.inner.publish(message))
+
+
+def unique(values: list[int]) -> list[int]:
+    return list(dict.fromkeys(values))
 
 
 async def unpublished(database: Database) -> int:
@@ -38,7 +56,8 @@ async def test_a_committed_message_is_published_without_waiting_for_a_sweep(
 
     bus.subscribe("test.ping", "reader", consumer)
     await bus.start()
-    relay = OutboxRelay(database, bus, poll_interval=SLOW_SWEEP)
+    counting = CountingBus(bus)
+    relay = OutboxRelay(database, counting, poll_interval=SLOW_SWEEP)  # type: ignore[arg-type]
     await relay.start()
     try:
         await asyncio.sleep(0.05)  # the first sweep (at start) is over
@@ -55,13 +74,13 @@ async def test_a_committed_message_is_published_without_waiting_for_a_sweep(
                 async with session.begin_nested():
                     await add_to_outbox(session, Ping(tenant_id="t", n=98))
                     raise RuntimeError("savepoint rolled back")
-        await eventually(lambda: len(received) >= 3, within=3)
+        await eventually(lambda: len(received) >= 3, within=10)
         await asyncio.sleep(0.2)
-        assert received == [0, 1, 2], "in commit order, once, nothing rolled back"
+        # (A loaded Redis consumer may see a message twice: the bus is at-least-once.)
+        assert unique(received) == [0, 1, 2], "in commit order, nothing rolled back"
         assert await unpublished(database) == 3, "marked by the next sweep, not before"
         assert await relay.relay_once() == 3  # the sweep: marks, sends nothing again
-        await asyncio.sleep(0.2)
-        assert received == [0, 1, 2]
+        assert sorted(counting.published.values()) == [1, 1, 1], "each published once"
         assert await unpublished(database) == 0
     finally:
         await relay.stop()
@@ -86,8 +105,8 @@ async def test_a_message_added_in_a_kept_savepoint_goes_out_with_the_sweep(
         async with database.transaction() as session, session.begin_nested():
             await add_to_outbox(session, Ping(tenant_id="t", n=7))
         relay.notify()
-        await eventually(lambda: received == [7], within=3)
-        await eventually(lambda: relay._sent == set(), within=3)
+        await eventually(lambda: unique(received) == [7], within=10)
+        await eventually(lambda: relay._sent == set(), within=10)
     finally:
         await relay.stop()
     assert await unpublished(database) == 0

@@ -4,7 +4,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from transact.capture import domain, store
@@ -23,6 +23,35 @@ class OpenPayment(BaseModel):
     fields: list[str] | None = Field(default=None, max_length=4)
     # Keep the card at the PSP for later charges (its token only; never the card).
     save_card: StrictBool = False
+
+
+# Every status a payment passes through (see DESIGN.md), for the list's filter.
+STATUSES = frozenset(
+    {
+        "capturing",
+        "ready",
+        "submitted",
+        "authorized",
+        "declined",
+        "failed",
+        "cancelled",
+        "expired",
+        "refunded",
+        "partially_refunded",
+        "voided",
+    }
+)
+
+
+def statuses_of(text: str | None) -> tuple[str, ...]:
+    """`status=authorized,declined` as a tuple; 422 for a status that does not exist."""
+    if not text:
+        return ()
+    wanted = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
+    unknown = [s for s in wanted if s not in STATUSES]
+    if unknown:
+        raise ApiError(422, "invalid_status", f"status must be among {', '.join(sorted(STATUSES))}")
+    return wanted
 
 
 class Recapture(BaseModel):
@@ -54,6 +83,9 @@ def describe(row: store.Row) -> dict[str, Any]:
         "call_id": row.call_id,
         "agent_id": row.agent_id,
         "current_field": state.current,
+        # Rejections a field may take before the capture fails (each field's `attempts`
+        # counts its rejections so far).
+        "max_attempts": state.policy.max_attempts,
         "fields": [
             {
                 "name": f.name,
@@ -121,6 +153,18 @@ def build_router(kernel: Kernel, capture: Capture) -> APIRouter:
             work,
             201,
         )
+
+    @router.get("/api/v1/payments")
+    async def list_payments(
+        principal: Annotated[Principal, Depends(reader)],
+        status: Annotated[str | None, Query(max_length=200)] = None,
+        call_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> list[dict[str, Any]]:
+        rows = await capture.payments(
+            principal, call_id=call_id, statuses=statuses_of(status), limit=limit
+        )
+        return [describe(row) for row in rows]
 
     @router.get("/api/v1/payments/{payment_id}")
     async def get_payment(

@@ -17,7 +17,7 @@ import binascii
 import contextlib
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +33,9 @@ from transact.contracts.capture import (
     CaptureCardPosted,
     CaptureCompleted,
     CaptureProgress,
+    CaptureRequested,
     CaptureStarted,
+    CaptureSubmitRequested,
     link_card_context,
 )
 from transact.contracts.payments import PaymentRequested
@@ -227,6 +229,129 @@ class Capture:
             )
         self.kernel.relay.notify()
         return row
+
+    # --- self-service calls (a flow asks, no agent) ----------------------------------------
+
+    async def open_ivr(self, message: CaptureRequested) -> None:
+        """A keypad capture for a self-service call: like an agent's, with no agent.
+
+        The capture id is the asker's idempotency key. The capture it `replaces` is
+        cancelled first, in the same transaction, so the call never has two open.
+        """
+        tenant_id, call_id, now = message.tenant_id, message.call_id, utcnow()
+        async with self.kernel.db.transaction() as session:
+            if await store.get(session, message.capture_id) is not None:
+                return  # a redelivery
+            if message.replaces:
+                replaced = await store.get(session, message.replaces, lock=True)
+                if replaced and replaced.call_id == call_id and replaced.status in store.OPEN:
+                    await self._end(session, replaced, "cancelled", "ivr")
+            policy = await self._ivr_policy(session, message)
+            step = domain.start(policy, now)
+            row = store.Row(
+                id=message.capture_id,
+                tenant_id=tenant_id,
+                call_id=call_id,
+                agent_id=None,
+                channel="ivr",
+                amount=message.amount,
+                currency=message.currency,
+                reference=message.reference,
+                status="capturing",
+                cancel_reason=None,
+                state=step.session.to_dict(),
+                vault_ref="cap_" + secrets.token_urlsafe(18),
+                expires_at=step.session.expires_at(),
+                created_at=now,
+                outcome=None,
+            )
+            call = await store.call(session, call_id)
+            refused = await self._refusal(session, row, ended=bool(call and call.ended))
+            if refused is not None:
+                await add_to_outbox(session, refused)
+            else:
+                await self.kernel.vault.put(
+                    tenant_id,
+                    Draft(0, step.card, None).to_bytes(),
+                    ref=row.vault_ref,
+                    ttl=policy.ttl.total_seconds() + VAULT_MARGIN.total_seconds(),
+                )
+                await add_to_outbox(
+                    session,
+                    CaptureStarted(
+                        tenant_id=tenant_id,
+                        correlation_id=row.id,
+                        capture_id=row.id,
+                        call_id=call_id,
+                        channel="ivr",
+                        agent_id=None,
+                        fields=list(policy.fields),
+                    ),
+                )
+            await audit.append(
+                session,
+                action="capture.opened",
+                actor="ivr",
+                tenant_id=tenant_id,
+                target=row.id,
+                details={"call_id": call_id, "amount": row.amount, "currency": row.currency},
+            )
+        self.kernel.relay.notify()
+
+    async def _ivr_policy(self, session: AsyncSession, message: CaptureRequested) -> domain.Policy:
+        policy = await self.policy(session, message.tenant_id)
+        overrides: dict[str, Any] = {}
+        if message.fields is not None:
+            overrides["fields"] = message.fields
+        if message.max_attempts is not None:
+            overrides["max_attempts"] = message.max_attempts
+        try:
+            return domain.Policy.from_dict({**policy.to_dict(), **overrides})
+        except ValueError:
+            return policy  # the flow was checked when saved; the tenant's rules still hold
+
+    async def _refusal(
+        self, session: AsyncSession, row: store.Row, *, ended: bool
+    ) -> CaptureCancelled | None:
+        """Insert the capture, cancelled at once when the call ended or holds another one."""
+        reason: CancelReason | None = "call_ended" if ended else None
+        if reason is None:
+            try:
+                async with session.begin_nested():
+                    await store.insert(session, row)
+                return None
+            except IntegrityError:
+                reason = "call_busy"  # one open capture per call (an agent's, perhaps)
+        # Inserted cancelled: the index allows one open capture per call, not two.
+        await store.insert(session, replace(row, status="cancelled"))
+        await store.save(session, row.id, cancel_reason=reason)
+        return CaptureCancelled(
+            tenant_id=row.tenant_id,
+            correlation_id=row.id,
+            capture_id=row.id,
+            call_id=row.call_id,
+            agent_id=None,
+            reason=reason,
+        )
+
+    async def submit_ivr(self, message: CaptureSubmitRequested) -> None:
+        """The caller confirmed: request the payment, as an agent's submit does."""
+        async with self.kernel.db.transaction() as session:
+            row = await store.get(session, message.capture_id, lock=True)
+            if (
+                row is None
+                or row.tenant_id != message.tenant_id
+                or row.channel != "ivr"
+                or row.call_id != message.call_id
+                or row.status != "ready"
+            ):
+                return  # not a self-service capture, or submitted already (a redelivery)
+            try:
+                await self._request_payment(session, row, actor="ivr")
+            except ApiError:
+                # The card is gone (the capture outlived its vault entry): nothing to pay with.
+                await self._end(session, row, "expired", "expired")
+        self.kernel.relay.notify()
 
     # --- cards typed on the hosted payment page ------------------------------------------
 
@@ -437,6 +562,27 @@ class Capture:
             raise ApiError(404, "not_found", "no such payment")
         return row
 
+    async def payments(
+        self,
+        principal: Principal,
+        *,
+        call_id: str | None = None,
+        statuses: tuple[str, ...] = (),
+        limit: int = 100,
+    ) -> list[store.Row]:
+        """What the caller may see, newest first: an agent their own payments, everyone
+        else (supervisors, admins, API clients) the whole tenant's."""
+        own = principal.kind == "user" and not principal.supervises
+        async with self.kernel.db.transaction() as session:
+            return await store.listed(
+                session,
+                principal.tenant_id,
+                agent_id=principal.id if own else None,
+                call_id=call_id,
+                statuses=statuses,
+                limit=limit,
+            )
+
     async def recapture(self, principal: Principal, capture_id: str, field: str) -> store.Row:
         async with self.kernel.db.transaction() as session:
             row = await self._mine(session, principal, capture_id)
@@ -486,42 +632,46 @@ class Capture:
                     if row.status == "capturing"
                     else f"the payment is {row.status}",
                 )
-            draft = Draft.from_bytes(await self._draft(row))
-            state = domain.Session.from_dict(row.state)
-            # The PSP adapter gets its own single-use entry; the session's draft is gone.
-            payment_ref = await self.kernel.vault.put(
-                row.tenant_id, draft.card.to_bytes(), ttl=VAULT_MARGIN.total_seconds() * 5
-            )
-            await self.kernel.vault.delete(row.tenant_id, row.vault_ref)
-            await store.save(session, row.id, status="submitted")
-            await add_to_outbox(
-                session,
-                PaymentRequested(
-                    tenant_id=row.tenant_id,
-                    correlation_id=row.id,
-                    payment_id=row.id,
-                    capture_id=row.id,
-                    amount=row.amount,
-                    currency=row.currency,
-                    reference=row.reference,
-                    channel=row.channel,
-                    agent_id=row.agent_id,
-                    vault_ref=payment_ref,
-                    brand=state.brand.value if state.brand else None,
-                    idempotency_key=f"{row.id}:authorize",
-                    save_card=bool(row.state.get("save_card", False)),
-                ),
-            )
-            await audit.append(
-                session,
-                action="payment.submitted",
-                actor=principal.actor,
-                tenant_id=row.tenant_id,
-                target=row.id,
-                details={"amount": row.amount, "currency": row.currency},
-            )
+            await self._request_payment(session, row, actor=principal.actor)
         self.kernel.relay.notify()
         return await self.view(principal, capture_id)
+
+    async def _request_payment(self, session: AsyncSession, row: store.Row, actor: str) -> None:
+        """A ready capture's card to its single-use entry for the PSP adapter, asked to pay."""
+        draft = Draft.from_bytes(await self._draft(row))
+        state = domain.Session.from_dict(row.state)
+        # The PSP adapter gets its own single-use entry; the session's draft is gone.
+        payment_ref = await self.kernel.vault.put(
+            row.tenant_id, draft.card.to_bytes(), ttl=VAULT_MARGIN.total_seconds() * 5
+        )
+        await self.kernel.vault.delete(row.tenant_id, row.vault_ref)
+        await store.save(session, row.id, status="submitted")
+        await add_to_outbox(
+            session,
+            PaymentRequested(
+                tenant_id=row.tenant_id,
+                correlation_id=row.id,
+                payment_id=row.id,
+                capture_id=row.id,
+                amount=row.amount,
+                currency=row.currency,
+                reference=row.reference,
+                channel=row.channel,
+                agent_id=row.agent_id,
+                vault_ref=payment_ref,
+                brand=state.brand.value if state.brand else None,
+                idempotency_key=f"{row.id}:authorize",
+                save_card=bool(row.state.get("save_card", False)),
+            ),
+        )
+        await audit.append(
+            session,
+            action="payment.submitted",
+            actor=actor,
+            tenant_id=row.tenant_id,
+            target=row.id,
+            details={"amount": row.amount, "currency": row.currency},
+        )
 
     async def cancel(self, principal: Principal, capture_id: str) -> store.Row:
         async with self.kernel.db.transaction() as session:

@@ -5,7 +5,11 @@ from __future__ import annotations
 from transact.capture.flow import Capture
 from transact.contracts import Message
 from transact.contracts.calls import CallAssigned, CallEnded, CallKeypad
-from transact.contracts.capture import CaptureCardPosted
+from transact.contracts.capture import (
+    CaptureCardPosted,
+    CaptureRequested,
+    CaptureSubmitRequested,
+)
 from transact.contracts.payments import (
     PaymentAuthorized,
     PaymentDeclined,
@@ -30,6 +34,14 @@ def subscribe(service: Service, capture: Capture) -> None:
     async def on_card_posted(message: Message) -> None:
         assert isinstance(message, CaptureCardPosted)
         await capture.link_card(message)
+
+    async def on_requested(message: Message) -> None:
+        assert isinstance(message, CaptureRequested)
+        await capture.open_ivr(message)
+
+    async def on_submit_requested(message: Message) -> None:
+        assert isinstance(message, CaptureSubmitRequested)
+        await capture.submit_ivr(message)
 
     async def on_assigned(message: Message) -> None:
         assert isinstance(message, CallAssigned)
@@ -65,6 +77,9 @@ def subscribe(service: Service, capture: Capture) -> None:
     service.subscribe(CallKeypad.topic, on_keypad)
     # The capture id is the card's idempotency key: a repeat finds its capture there.
     service.subscribe(CaptureCardPosted.topic, on_card_posted)
+    service.subscribe(CaptureRequested.topic, on_requested)
+    # Submitting a capture that is no longer ready does nothing.
+    service.subscribe(CaptureSubmitRequested.topic, on_submit_requested)
     service.subscribe(CallAssigned.topic, on_assigned)
     service.subscribe(CallEnded.topic, on_ended)
     for topic in OUTCOMES:

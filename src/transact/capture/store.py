@@ -151,6 +151,27 @@ async def get(session: AsyncSession, capture_id: str, *, lock: bool = False) -> 
     return _row(found) if found else None
 
 
+async def listed(
+    session: AsyncSession,
+    tenant_id: str,
+    *,
+    agent_id: str | None = None,
+    call_id: str | None = None,
+    statuses: tuple[str, ...] = (),
+    limit: int = 100,
+) -> list[Row]:
+    """A tenant's payments, newest first; narrowed to one agent, call or statuses."""
+    query = select(sessions).where(sessions.c.tenant_id == tenant_id)
+    if agent_id is not None:
+        query = query.where(sessions.c.agent_id == agent_id)
+    if call_id is not None:
+        query = query.where(sessions.c.call_id == call_id)
+    if statuses:
+        query = query.where(sessions.c.status.in_(statuses))
+    query = query.order_by(sessions.c.created_at.desc(), sessions.c.id.desc()).limit(limit)
+    return [_row(r) for r in (await session.execute(query)).all()]
+
+
 async def open_for_call(session: AsyncSession, tenant_id: str, call_id: str) -> Row | None:
     found = (
         await session.execute(

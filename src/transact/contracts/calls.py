@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import hashlib
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from transact.contracts.base import Message
+
+EndReason = Literal["hangup", "timeout", "error", "completed"]
+MAX_PLAY_CLIPS = 400
 
 
 def keypad_context(call_id: str) -> bytes:
     """Associated data sealing keypad keys to their call: a blob moved to another call
     does not open there."""
     return b"keypad:" + call_id.encode()
+
+
+def ivr_key_context(call_id: str) -> bytes:
+    """Associated data sealing a self-service call's menu keys to their call."""
+    return b"ivr-key:" + call_id.encode()
+
+
+def audio_clip_digest(audio: bytes) -> str:
+    """The name of a clip of 8 kHz mu-law audio: its SHA-256, so a name never changes
+    meaning and any instance may fetch and check it."""
+    return hashlib.sha256(audio).hexdigest()
+
+
+def audio_clip_key(digest: str) -> str:
+    """The cache key a clip named in `call.play` is stored under (by whoever plays it)."""
+    return f"audio:clip:{digest}"
 
 
 class CallStarted(Message):
@@ -27,12 +49,16 @@ class CallStarted(Message):
     agent_hint: str | None = None  # username from the stream's customParameters.agent
     sip_call_id: str | None = None
     external_id: str | None = None
+    # customParameters.ivr: the self-service flow that drives this call (no agent leg).
+    ivr: str | None = None
 
 
 class CallEnded(Message):
+    """`completed`: Transact ended the call on purpose (a self-service flow finished)."""
+
     topic = "call.ended"
     call_id: str
-    reason: Literal["hangup", "timeout", "error"]
+    reason: EndReason
 
 
 class CallAssigned(Message):
@@ -79,3 +105,45 @@ class CallKeypad(Message):
     seq: int
     sealed: str  # base64 of Vault.seal(tenant, keys, keypad_context(call_id))
     source: Literal["dtmf", "speech", "page"] = "dtmf"
+
+
+class CallIvrKey(Message):
+    """A key the caller pressed on a self-service call outside secure mode (a menu
+    choice, an account number), for the flow driving the call. Sealed like keypad
+    keys, because a caller may key a card number before being asked for it.
+
+    `seq` counts the call's menu keys from 1, apart from `call.keypad`'s numbering.
+    """
+
+    topic = "call.ivr_key"
+    call_id: str
+    seq: int
+    sealed: str  # base64 of Vault.seal(tenant, key, ivr_key_context(call_id))
+
+
+class CallPlay(Message):
+    """Play audio to the caller (a command for telephony): the clips in order, each
+    named by `audio_clip_digest` and stored in the cache under `audio_clip_key`, then
+    the `mark`. With `barge_in`, a key pressed while it plays stops it."""
+
+    topic = "call.play"
+    call_id: str
+    clips: Annotated[list[str], Field(min_length=1, max_length=MAX_PLAY_CLIPS)]
+    mark: Annotated[str, Field(min_length=1, max_length=64)]
+    barge_in: bool = True
+
+
+class CallPromptDone(Message):
+    """The platform played a prompt to its `mark`, or a key stopped it (`interrupted`)."""
+
+    topic = "call.prompt_done"
+    call_id: str
+    mark: str
+    interrupted: bool = False
+
+
+class CallHangup(Message):
+    """End the call (a command for telephony): a self-service flow has finished."""
+
+    topic = "call.hangup"
+    call_id: str

@@ -7,7 +7,10 @@ from typing import Literal
 from transact.contracts.base import Message
 
 # "invalid": a card typed on the hosted payment page broke a rule; the page asks again.
-CancelReason = Literal["agent", "call_ended", "expired", "failed", "invalid"]
+# "ivr": a self-service flow replaced it (the caller chose to key the card again).
+# "call_busy": another capture was already open on the call.
+CancelReason = Literal["agent", "call_ended", "expired", "failed", "invalid", "ivr", "call_busy"]
+CaptureChannel = Literal["phone", "link", "ivr"]
 
 
 def link_card_context(capture_id: str) -> bytes:
@@ -19,7 +22,7 @@ class CaptureStarted(Message):
     topic = "capture.started"
     capture_id: str
     call_id: str | None
-    channel: Literal["phone", "link"]
+    channel: CaptureChannel
     agent_id: str | None
     fields: list[str]
 
@@ -77,3 +80,33 @@ class CaptureCardPosted(Message):
     fields: list[str]
     sealed: str
     submit: bool = True
+
+
+class CaptureRequested(Message):
+    """Open a keypad capture on a self-service call (a command for capture, from ivr).
+
+    The capture id is chosen by the asker, so it can follow the capture's events; a
+    repeat changes nothing. `replaces` names an open capture of the same call to
+    cancel first (reason `ivr`): the caller chose to key the card again. `fields` and
+    `max_attempts` override the tenant's capture policy. A call that already has
+    another open capture gets this one cancelled at once (reason `call_busy`).
+    """
+
+    topic = "capture.requested"
+    capture_id: str
+    call_id: str
+    amount: int
+    currency: str
+    reference: str
+    fields: list[str] | None = None
+    max_attempts: int | None = None
+    replaces: str | None = None
+
+
+class CaptureSubmitRequested(Message):
+    """Authorize a ready self-service capture now (a command for capture, from ivr):
+    the caller confirmed. Capture answers with `payment.requested`, as for an agent."""
+
+    topic = "capture.submit_requested"
+    capture_id: str
+    call_id: str

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from transact.gateway.domain import (
+    app_may_set,
     buckets_for,
     classify,
     principal_key,
@@ -74,7 +75,11 @@ class Gateway:
     ) -> None:
         path: str = scope["path"]
         exchange = _Exchange(
-            receive, send, [("X-Request-ID", request_id), *security_headers(path)], self._max_body
+            receive,
+            send,
+            [("X-Request-ID", request_id), *security_headers(path)],
+            self._max_body,
+            app_may_set(path),
         )
         # Downstream sees the id the response will carry, as behind the nginx front door.
         scope = {
@@ -150,11 +155,13 @@ class _Exchange:
         send: Send,
         extra_headers: Sequence[tuple[str, str]],
         max_body: int,
+        app_may_set: frozenset[str] = frozenset(),
     ) -> None:
         self._receive = receive
         self._send = send
         self._extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra_headers]
         self._replaced = {k for k, _ in self._extra}
+        self._app_may_set = {name.encode("latin-1") for name in app_may_set}
         self._max_body = max_body
         self._received = 0
         self._swallow = False
@@ -180,10 +187,13 @@ class _Exchange:
                 self._swallow = True
                 return
             self.started = True
-            kept = [
-                (k, v) for k, v in message.get("headers", []) if k.lower() not in self._replaced
-            ]
-            message = {**message, "headers": [*kept, *self._extra]}
+            sent = message.get("headers", [])
+            # Where the app may set a header itself (the Agent UI's per-tenant policy), its
+            # value stands; everywhere else ours replaces whatever the app set.
+            own = self._app_may_set & {k.lower() for k, _ in sent}
+            kept = [(k, v) for k, v in sent if k.lower() not in self._replaced or k.lower() in own]
+            ours = [(k, v) for k, v in self._extra if k not in own]
+            message = {**message, "headers": [*kept, *ours]}
         elif self._swallow:
             return
         await self._send(message)

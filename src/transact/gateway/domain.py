@@ -78,6 +78,10 @@ ROUTES: tuple[Route, ...] = (
     Route("/pay", "remote"),
     Route("/api/v1/communications", "communications"),
     Route("/dev/outbox", "communications"),
+    # The Agent UI answers what nothing more specific claims: `/` (which sends the browser
+    # on to its page at `/ui/`), its files, and a 404 envelope for anything unknown.
+    Route("/", "agent-ui"),
+    Route("/api/v1/agent-ui", "agent-ui"),
 )
 
 
@@ -111,6 +115,16 @@ PAY_CSP = (
 # the API documentation page, which loads Swagger UI from its CDN with an inline
 # script; a page that needs more should get its own row, as /pay/ has.
 DEFAULT_CSP = "frame-ancestors 'none'; object-src 'none'; base-uri 'none'; form-action 'self'"
+# The Agent UI: its own scripts, styles and images (a QR code comes as a data: image),
+# API calls and its push socket on this site, nothing else. Its page replaces this with
+# the same policy whose frame-ancestors lists the origins its tenant allows to embed it
+# (a CRM); this value stands wherever the app set none (its files, its errors).
+AGENT_UI_PREFIX = "/ui"
+AGENT_UI_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
+    "frame-ancestors 'none'"
+)
 API_CACHE_CONTROL = "no-store"
 
 
@@ -118,14 +132,23 @@ API_CACHE_CONTROL = "no-store"
 class PathHeader:
     """A header whose value depends on the path: the first rule whose prefix matches wins,
     `default` otherwise (None: the header is not set). Data, not code, so the nginx
-    configuration of a distributed deployment is rendered from the same rules."""
+    configuration of a distributed deployment is rendered from the same rules.
+
+    Under an `app_may_set` prefix a value the app set itself stands, and the rule's
+    applies only when the app set none: the Agent UI's page frames for its tenant's
+    origins, which only the app knows.
+    """
 
     name: str
     rules: tuple[tuple[str, str], ...]  # (prefix pattern, value)
     default: str | None
+    app_may_set: tuple[str, ...] = ()
 
     def value(self, path: str) -> str | None:
         return next((v for prefix, v in self.rules if matches(prefix, path)), self.default)
+
+    def app_may_set_at(self, path: str) -> bool:
+        return any(matches(prefix, path) for prefix in self.app_may_set)
 
 
 FIXED_HEADERS: tuple[tuple[str, str], ...] = (
@@ -135,7 +158,12 @@ FIXED_HEADERS: tuple[tuple[str, str], ...] = (
     ("X-Frame-Options", "DENY"),
 )
 PATH_HEADERS: tuple[PathHeader, ...] = (
-    PathHeader("Content-Security-Policy", (("/pay", PAY_CSP),), DEFAULT_CSP),
+    PathHeader(
+        "Content-Security-Policy",
+        (("/pay", PAY_CSP), (AGENT_UI_PREFIX, AGENT_UI_CSP)),
+        DEFAULT_CSP,
+        app_may_set=(AGENT_UI_PREFIX,),
+    ),
     # API answers carry tokens, payment state and personal data: never to a cache.
     PathHeader("Cache-Control", (("/api", API_CACHE_CONTROL),), None),
 )
@@ -149,6 +177,12 @@ def security_headers(path: str) -> list[tuple[str, str]]:
         if value is not None:
             headers.append((header.name, value))
     return headers
+
+
+def app_may_set(path: str) -> frozenset[str]:
+    """The (lower-case) names of the headers whose value the app may set itself on
+    `path`; the gateway's value for them applies only when it did not."""
+    return frozenset(h.name.lower() for h in PATH_HEADERS if h.app_may_set_at(path))
 
 
 # --- request ids -----------------------------------------------------------------

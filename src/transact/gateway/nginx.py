@@ -260,9 +260,20 @@ def _header_maps(maps: _Maps) -> list[tuple[str, str]]:
     headers = [(name, _quote(value)) for name, value in FIXED_HEADERS]
     for header in PATH_HEADERS:
         variable = _header_variable(header.name)
-        rows = [(f"~{path_regex(prefix)}", _quote(value)) for prefix, value in header.rules]
-        # No default: the app's own header passes (nginx hides it to replace it elsewhere).
         upstream = "$upstream_http_" + re.sub(r"[^a-z0-9]+", "_", header.name.lower())
+        rows = []
+        for index, prefix in enumerate(header.app_may_set):
+            # The app's own value where it may set one, ours when it sent none.
+            own = f"{variable}_app{index}"
+            ours = header.value(prefix)
+            maps.add(upstream, own, [('""', _quote(ours or "")), ("default", upstream)])
+            rows.append((f"~{path_regex(prefix)}", own))
+        rows += [
+            (f"~{path_regex(prefix)}", _quote(value))
+            for prefix, value in header.rules
+            if prefix not in header.app_may_set
+        ]
+        # No default: the app's own header passes (nginx hides it to replace it elsewhere).
         rows.append(("default", upstream if header.default is None else _quote(header.default)))
         maps.add("$uri", variable, rows)
         headers.append((header.name, variable))

@@ -93,6 +93,9 @@ _CALL = Ref(Kind.CALL, "call_id")
 _CAPTURE = Ref(Kind.CAPTURE, "capture_id")
 _PAYMENT = Ref(Kind.PAYMENT, "payment_id")
 _AGENT = ("agent_id",)
+_LINK = Ref(Kind.LINK, "link_id")
+_LINK_FIELDS = ("link_id", "agent_id", "status")
+_MESSAGE_FIELDS = ("message_id", "channel", "to_masked", "template", "about", "agent_id")
 _OUTCOME = (
     "payment_id",
     "connector",
@@ -168,6 +171,31 @@ RULES: Mapping[str, Rule] = MappingProxyType(
             owner=(_PAYMENT,),
         ),
         "payment.voided": Rule(("payment_id", "connector", "psp_reference"), owner=(_PAYMENT,)),
+        # Pay by link: the agent who sent it watches it; never the URL or its token.
+        "link.created": Rule(
+            (
+                *_LINK_FIELDS,
+                "channel",
+                "amount",
+                "currency",
+                "reference",
+                "expires_at",
+                "to_masked",
+            ),
+            agents=_AGENT,
+            owns=_LINK,
+        ),
+        "link.opened": Rule(_LINK_FIELDS, agents=_AGENT, owner=(_LINK,)),
+        "link.progress": Rule(
+            (*_LINK_FIELDS, "field", "complete", "valid"), agents=_AGENT, owner=(_LINK,)
+        ),
+        "link.completed": Rule((*_LINK_FIELDS, "payment_id"), agents=_AGENT, owner=(_LINK,)),
+        "link.expired": Rule(_LINK_FIELDS, agents=_AGENT, owner=(_LINK,)),
+        "link.cancelled": Rule((*_LINK_FIELDS, "reason"), agents=_AGENT, owner=(_LINK,)),
+        "link.failed": Rule((*_LINK_FIELDS, "attempts"), agents=_AGENT, owner=(_LINK,)),
+        "message.sent": Rule(_MESSAGE_FIELDS, agents=_AGENT),
+        "message.delivered": Rule(_MESSAGE_FIELDS, agents=_AGENT),
+        "message.failed": Rule((*_MESSAGE_FIELDS, "reason", "attempts"), agents=_AGENT),
     }
 )
 

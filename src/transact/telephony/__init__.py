@@ -1,4 +1,5 @@
-"""Telephony: media streams, bridging, DTMF detection, masking, secure mode, feedback tones.
+"""Telephony: media streams, bridging, DTMF detection, masking, secure mode, feedback tones,
+prompts for self-service calls.
 
 `build()` imports the media plane lazily: the DSP modules (`dtmf`, `masking`, `audio`)
 are used on their own by the `transact dtmf` commands and must import without it.
@@ -20,6 +21,7 @@ def build(kernel: Kernel) -> Service:
     from transact.telephony import handlers
     from transact.telephony.api import build_router
     from transact.telephony.bridge import Metrics, Switchboard
+    from transact.telephony.clips import ClipStore
     from transact.telephony.masking import LegDsp
 
     board = Switchboard(
@@ -31,6 +33,8 @@ def build(kernel: Kernel) -> Service:
     )
     service = Service(name="telephony", routers=[build_router(kernel, board)])
     # Each instance holds its own sockets, so each hears every capture event.
-    handlers.subscribe(service, board, group=f"telephony-{uuid.uuid4().hex[:12]}")
+    handlers.subscribe(
+        service, board, group=f"telephony-{uuid.uuid4().hex[:12]}", clips=ClipStore(kernel.cache)
+    )
     service.on_stop.append(board.close_all)
     return service

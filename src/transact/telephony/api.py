@@ -144,6 +144,8 @@ class MediaSession:
             await self.board.media(call, leg, message.payload)
         elif isinstance(message, domain.Dtmf):
             await self.board.out_of_band_key(call, leg, message.digit)
+        elif isinstance(message, domain.Mark):
+            await self.board.prompt_marked(call, leg, message.name)
         elif isinstance(message, domain.Stop):
             return True
         elif isinstance(message, domain.Start):

@@ -5,6 +5,10 @@ DSP failure sends silence instead (fail closed). Keys the customer presses are
 published sealed while card capture holds the call in secure mode, and dropped
 otherwise. Keys the agent presses on their own phone form one-time link codes.
 
+A self-service call (customParameters.ivr) has no agent leg: its keys outside secure
+mode go sealed to the flow driving it (`call.ivr_key`), and it plays the prompts the
+flow sends (`call.play`), each followed by a `mark` whose echo says it was heard.
+
 The sockets live in this process, so this state is in memory by nature; what
 other services need to know (call.started/ended, keys, secure mode) goes on the bus.
 """
@@ -26,15 +30,18 @@ from transact.contracts import Message
 from transact.contracts.calls import (
     CallAgentCode,
     CallEnded,
+    CallIvrKey,
     CallKeypad,
     CallKeysOutsideCapture,
+    CallPromptDone,
     CallSecureMode,
     CallStarted,
+    ivr_key_context,
     keypad_context,
 )
 from transact.kernel.vault import Vault
 from transact.telephony import domain, tones
-from transact.telephony.audio import SAMPLE_RATE, ulaw_decode, ulaw_encode
+from transact.telephony.audio import FRAME_SAMPLES, SAMPLE_RATE, ulaw_decode, ulaw_encode
 from transact.telephony.dtmf import KeyEvent
 
 log = structlog.get_logger("transact.telephony")
@@ -112,11 +119,22 @@ class Leg:
         return self.samples * 1000 // SAMPLE_RATE
 
 
+@dataclass(frozen=True)
+class Prompt:
+    """Audio sent to the platform and not yet heard to its end (its mark not echoed)."""
+
+    mark: str
+    barge_in: bool
+
+
 @dataclass(eq=False)
 class Call:
     tenant_id: str
     call_id: str
     reference: str = ""
+    ivr: str | None = None  # the self-service flow driving the call, if any
+    ivr_key_seq: int = 0
+    prompts: list[Prompt] = field(default_factory=list)  # in the order they play
     customer: Leg | None = None
     agent: Leg | None = None
     secure: bool = False
@@ -163,6 +181,7 @@ class Switchboard:
         call = self.calls.setdefault((tenant_id, start.call_sid), Call(tenant_id, start.call_sid))
         if call.customer is not None or call.ended:
             raise domain.ProtocolError("this call already has a customer leg")
+        call.ivr = domain.ivr_flow(start.params.get("ivr"))
         call.customer = leg
         call.reference = domain.clean_reference(start.params.get("reference")) or (
             domain.new_reference()
@@ -200,14 +219,16 @@ class Switchboard:
             agent_hint=params.get("agent") or None,
             sip_call_id=params.get("sipCallId") or params.get("sip_call_id") or None,
             external_id=params.get("externalId") or params.get("external_id") or None,
+            ivr=call.ivr,
         )
 
     def _digest(self, call: Call, number: str | None) -> str | None:
         return self._vault.digest(call.tenant_id, "phone", number) if number else None
 
     def _watch_pairing(self, call: Call) -> None:
-        """A leg alone waits for its partner; the timer ends the wait either way."""
-        if call.customer is not None and call.agent is not None:
+        """A leg alone waits for its partner; the timer ends the wait either way. A
+        self-service call expects no agent: its customer leg never waits."""
+        if call.customer is not None and (call.agent is not None or call.ivr is not None):
             if call.timer is not None:
                 call.timer.cancel()
                 call.timer = None
@@ -296,6 +317,8 @@ class Switchboard:
             await self._key(call, leg, digit, "outband")
 
     async def _key(self, call: Call, leg: Leg, key: str, source: str) -> None:
+        if leg is call.customer and call.prompts and call.prompts[0].barge_in:
+            await self._barge_in(call)
         if leg is call.agent:
             self.metrics.keys.labels("agent", source, "code").inc()
             code = call.agent_code.press(key, leg.now_ms)
@@ -303,6 +326,9 @@ class Switchboard:
                 await self._publish(
                     CallAgentCode(tenant_id=call.tenant_id, call_id=call.call_id, code=code)
                 )
+            return
+        if not call.secure and call.ivr is not None:
+            await self._ivr_key(call, key, source)
             return
         if not call.secure:
             # Masked for the agent like every key, and nobody's card data: dropped. The
@@ -327,6 +353,74 @@ class Switchboard:
                 correlation_id=call.capture_id,
             )
         )
+
+    async def _ivr_key(self, call: Call, key: str, source: str) -> None:
+        self.metrics.keys.labels("customer", source, "ivr").inc()
+        call.ivr_key_seq += 1
+        sealed = self._vault.seal(call.tenant_id, key.encode(), ivr_key_context(call.call_id))
+        await self._publish(
+            CallIvrKey(
+                tenant_id=call.tenant_id,
+                call_id=call.call_id,
+                seq=call.ivr_key_seq,
+                sealed=base64.b64encode(sealed).decode(),
+            )
+        )
+
+    # --- prompts -------------------------------------------------------------------------------
+
+    async def play(
+        self, tenant_id: str, call_id: str, audio: bytes, mark: str, *, barge_in: bool
+    ) -> None:
+        """Send mu-law audio to the caller, then its mark: the platform plays what it is
+        sent in order and echoes the mark once the audio before it has been heard."""
+        call = self.find(tenant_id, call_id)
+        if call is None or call.customer is None or call.ended:
+            return
+        customer = call.customer
+        call.prompts.append(Prompt(mark, barge_in))
+        for start in range(0, len(audio), FRAME_SAMPLES):
+            chunk = audio[start : start + FRAME_SAMPLES]
+            await _send_quietly(customer.socket, domain.media_message(customer.stream_sid, chunk))
+        await _send_quietly(customer.socket, domain.mark_message(customer.stream_sid, mark))
+
+    async def skip_prompt(self, tenant_id: str, call_id: str, mark: str) -> None:
+        """A prompt that cannot be played ends at once, as if a key had stopped it."""
+        call = self.find(tenant_id, call_id)
+        if call is not None and call.customer is not None and not call.ended:
+            await self._prompt_done(call, mark, interrupted=True)
+
+    async def prompt_marked(self, call: Call, leg: Leg, name: str) -> None:
+        """The platform echoed a mark: the prompt before it has been played out."""
+        if leg is not call.customer:
+            return
+        for index, prompt in enumerate(call.prompts):
+            if prompt.mark == name:
+                # Marks come back in the order they were sent; any older one is heard too.
+                del call.prompts[: index + 1]
+                await self._prompt_done(call, name, interrupted=False)
+                return
+
+    async def _barge_in(self, call: Call) -> None:
+        """A key while a barge-in prompt plays: the platform drops what it has not played
+        (`clear`), and each prompt still queued ends, interrupted."""
+        assert call.customer is not None
+        await _send_quietly(call.customer.socket, domain.clear_message(call.customer.stream_sid))
+        stopped, call.prompts = call.prompts, []
+        for prompt in stopped:
+            await self._prompt_done(call, prompt.mark, interrupted=True)
+
+    async def _prompt_done(self, call: Call, mark: str, *, interrupted: bool) -> None:
+        await self._publish(
+            CallPromptDone(
+                tenant_id=call.tenant_id, call_id=call.call_id, mark=mark, interrupted=interrupted
+            )
+        )
+
+    async def hang_up(self, tenant_id: str, call_id: str) -> None:
+        call = self.find(tenant_id, call_id)
+        if call is not None:
+            await self.end(call, "completed", close_reason="call ended")
 
     # --- secure mode and feedback ------------------------------------------------------------
 

@@ -23,7 +23,7 @@ REFERENCE_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I to
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 LegKind = Literal["customer", "agent"]
-EndReason = Literal["hangup", "timeout", "error"]
+EndReason = Literal["hangup", "timeout", "error", "completed"]  # completed: we hung up
 
 
 class ProtocolError(ValueError):
@@ -291,6 +291,15 @@ def clean_reference(value: str | None) -> str | None:
         return None
     value = value.strip().upper()
     return value if re.fullmatch(r"[A-Z0-9][A-Z0-9-]{2,15}", value) else None
+
+
+def ivr_flow(value: str | None) -> str | None:
+    """The self-service flow named by customParameters.ivr, or None for an agent call."""
+    if value is None or value == "":
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise ProtocolError("customParameters.ivr is not a flow name (letters, digits, _ and -)")
+    return value
 
 
 def e164(value: str | None) -> str | None:

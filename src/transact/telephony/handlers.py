@@ -1,12 +1,15 @@
-"""Telephony's bus consumers: card capture switches secure mode and asks for feedback tones.
+"""Telephony's bus consumers: card capture switches secure mode and asks for feedback tones;
+a self-service flow plays prompts and ends its calls.
 
 The sockets of a call live in one process, so every telephony instance hears every
-capture event (a broadcast group of its own) and acts on the calls it holds.
+capture event and every command (a broadcast group of its own) and acts on the calls
+it holds.
 """
 
 from __future__ import annotations
 
 from transact.contracts import Message
+from transact.contracts.calls import CallHangup, CallPlay
 from transact.contracts.capture import (
     CaptureCancelled,
     CaptureCompleted,
@@ -15,15 +18,19 @@ from transact.contracts.capture import (
 )
 from transact.kernel import Service
 from transact.telephony.bridge import Switchboard
+from transact.telephony.clips import ClipStore
 
 ACCEPTED_EVENTS = frozenset({"completed"})
 REJECTED_EVENTS = frozenset({"rejected", "failed"})
 
 
-def subscribe(service: Service, board: Switchboard, group: str) -> None:
+KEYPAD_CHANNELS = frozenset({"phone", "ivr"})
+
+
+def subscribe(service: Service, board: Switchboard, group: str, clips: ClipStore) -> None:
     async def on_started(message: Message) -> None:
         assert isinstance(message, CaptureStarted)
-        if message.call_id and message.channel == "phone":
+        if message.call_id and message.channel in KEYPAD_CHANNELS:
             await board.secure_mode(message.tenant_id, message.call_id, True, message.capture_id)
 
     async def on_finished(message: Message) -> None:
@@ -42,9 +49,29 @@ def subscribe(service: Service, board: Switchboard, group: str) -> None:
         ):
             await board.feedback(message.tenant_id, message.call_id, accepted=False)
 
+    async def on_play(message: Message) -> None:
+        assert isinstance(message, CallPlay)
+        if board.find(message.tenant_id, message.call_id) is None:
+            return  # another instance holds this call
+        audio = await clips.audio(message.clips)
+        if audio is None:
+            # Unplayable: say so at once, so the flow does not wait for a mark in vain.
+            await board.skip_prompt(message.tenant_id, message.call_id, message.mark)
+            return
+        await board.play(
+            message.tenant_id, message.call_id, audio, message.mark, barge_in=message.barge_in
+        )
+
+    async def on_hangup(message: Message) -> None:
+        assert isinstance(message, CallHangup)
+        await board.hang_up(message.tenant_id, message.call_id)
+
     # Idempotent by state: switching to the mode a call is already in does nothing.
     # A repeated progress event would repeat a tone, which costs the customer a beep.
     service.subscribe(CaptureStarted.topic, on_started, group)
     service.subscribe(CaptureCompleted.topic, on_finished, group)
     service.subscribe(CaptureCancelled.topic, on_finished, group)
     service.subscribe(CaptureProgress.topic, on_progress, group)
+    # A repeated play command plays the prompt twice; a repeated hang-up finds no call.
+    service.subscribe(CallPlay.topic, on_play, group)
+    service.subscribe(CallHangup.topic, on_hangup, group)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import types
 import typing
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args, get_origin
 
-from transact.contracts import Message, calls, capture, payments
+from transact.contracts import Message, calls, capture, links, messages, payments
 from transact.notifications import domain
 
 PAN = "4111111111111111"
@@ -16,7 +17,7 @@ PAN_DASHED = "5555-5555-5555-4444"
 SECRET = "SECRET"  # marks fields that are not allow-listed: never pushed at all
 
 ENVELOPE = frozenset({"id", "type", "tenant_id", "occurred_at", "correlation_id"})
-CONTRACT_MODULES = (calls, capture, payments)
+CONTRACT_MODULES = (calls, capture, links, messages, payments)
 
 
 def contract_types() -> list[type[Message]]:
@@ -48,6 +49,8 @@ def _plant(name: str, annotation: Any, n: int) -> Any:
         return [PAN, PAN_SPACED, "1230", "737"]
     if kind is str:
         return (PAN, f"card {PAN_SPACED} here", PAN_DASHED)[n % 3]
+    if kind is datetime:
+        return datetime(2030, 12, 31, tzinfo=UTC)
     raise AssertionError(f"no plant for {name}: {annotation!r}")
 
 
