@@ -623,6 +623,30 @@ def dtmf_mask(
         _fail(ConfigError(f"cannot write {target}: {exc.strerror or exc}"))
 
 
+ivr_app = typer.Typer(help="Self-service payment lines (IVR).", no_args_is_help=True)
+app.add_typer(ivr_app, name="ivr")
+
+
+@ivr_app.command("render-prompts")
+def ivr_render_prompts(
+    voice: Annotated[str, typer.Option(help="espeak-ng voice")] = "en-gb",
+    speed: Annotated[int, typer.Option(help="words a minute")] = 150,
+    folder: Annotated[
+        Path | None,
+        typer.Option("--out", help="folder for the .ulaw files (default: the package's)"),
+    ] = None,
+) -> None:
+    """Record every standard prompt with espeak-ng as 8 kHz mu-law (run once; commit them)."""
+    from transact.ivr.render import default_folder, render_all
+
+    if not 80 <= speed <= 400:
+        raise ConfigError("--speed must be 80-400 words a minute")
+    target = folder or default_folder()
+    written = render_all(target, voice, speed)
+    size = sum(path.stat().st_size for path in written)
+    out.print(f"wrote {len(written)} prompts ({size // 1024} KiB) to {target}", highlight=False)
+
+
 simulate_app = typer.Typer(
     help="Play the telephony platform's side of a call.", no_args_is_help=True
 )
@@ -646,16 +670,30 @@ def simulate_call(
     agent_wav: Annotated[
         Path | None, typer.Option(help="write what the agent heard to this WAV")
     ] = None,
+    ivr: Annotated[
+        str | None,
+        typer.Option(
+            help="a self-service call on this flow (no agent): --keys is then a script, "
+            "each '|' waiting for one more prompt, e.g. '||4242424242424242|1228|737|1'"
+        ),
+    ] = None,
+    fast: Annotated[
+        bool, typer.Option(help="send audio as fast as possible, not in real time")
+    ] = False,
+    hang_up: Annotated[
+        bool, typer.Option(help="with --ivr: hang up as soon as the script is keyed")
+    ] = False,
 ) -> None:
     """A customer keys digits at human pace; an agent ear records what it hears."""
     import json
 
     from transact.telephony.audio import read_wav
-    from transact.telephony.simulate import CallPlan, save_agent_audio
+    from transact.telephony.simulate import CallPlan, save_agent_audio, simulate_ivr_call
     from transact.telephony.simulate import simulate_call as play
 
-    if any(k not in "0123456789*#ABCDabcd" for k in keys):
-        raise ConfigError("--keys may only hold 0-9, *, # and A-D")
+    allowed = "0123456789*#ABCDabcd" + ("|" if ivr else "")
+    if any(k not in allowed for k in keys):
+        raise ConfigError(f"--keys may only hold 0-9, *, # and A-D{', |' if ivr else ''}")
     plan = CallPlan(
         url=url,
         tenant=tenant,
@@ -667,6 +705,16 @@ def simulate_call(
     )
     if call_id:
         plan.call_id = call_id
+    plan.realtime = not fast
+    if ivr:
+        try:
+            ivr_report = asyncio.run(
+                simulate_ivr_call(plan, ivr, keys.upper(), hang_up=hang_up)
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot reach {url}: {exc}") from None
+        print(json.dumps(ivr_report.summary()))
+        return
     try:
         report = asyncio.run(play(plan))
     except OSError as exc:

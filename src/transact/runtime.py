@@ -30,6 +30,7 @@ def service_factories() -> dict[str, ServiceFactory]:
         communications,
         correlation,
         gateway,
+        ivr,
         notifications,
         psp,
         remote,
@@ -48,6 +49,7 @@ def service_factories() -> dict[str, ServiceFactory]:
         "notifications": notifications.build,
         "communications": communications.build,
         "remote": remote.build,
+        "ivr": ivr.build,
         "agent-ui": agent_ui.build,
     }
 

@@ -30,6 +30,7 @@ from transact.contracts.calls import keypad_context
 from transact.contracts.capture import (
     CancelReason,
     CaptureCancelled,
+    CaptureCancelRequested,
     CaptureCardPosted,
     CaptureCompleted,
     CaptureProgress,
@@ -211,6 +212,9 @@ class Capture:
                     channel="phone",
                     agent_id=principal.id,
                     fields=list(policy.fields),
+                    amount=amount,
+                    currency=currency,
+                    reference=reference,
                 ),
                 *_progress_events(row, step),
             )
@@ -286,6 +290,9 @@ class Capture:
                         channel="ivr",
                         agent_id=None,
                         fields=list(policy.fields),
+                        amount=row.amount,
+                        currency=row.currency,
+                        reference=row.reference,
                     ),
                 )
             await audit.append(
@@ -400,6 +407,9 @@ class Capture:
                     channel="link",
                     agent_id=row.agent_id,
                     fields=list(policy.fields),
+                    amount=row.amount,
+                    currency=row.currency,
+                    reference=row.reference,
                 ),
                 *_progress_events(row, step),
             ]
@@ -694,8 +704,38 @@ class Capture:
         self.kernel.relay.notify()
         return await self.view(principal, capture_id)
 
+    async def cancel_requested(self, message: CaptureCancelRequested) -> None:
+        """Remote turned an open phone capture into a payment link: close the capture and
+        wipe its card draft, so the customer pays on the page instead. A capture no longer
+        open (submitted meanwhile, ended) stays as it is; a redelivery finds it closed."""
+        async with self.kernel.db.transaction() as session:
+            row = await store.get(session, message.capture_id, lock=True)
+            if (
+                row is None
+                or row.tenant_id != message.tenant_id
+                or row.channel != "phone"
+                or row.status not in store.OPEN
+            ):
+                return
+            await self._end(session, row, "cancelled", message.reason, link_id=message.link_id)
+            await audit.append(
+                session,
+                action="capture.cancelled",
+                actor=f"link:{message.link_id}" if message.link_id else "remote",
+                tenant_id=row.tenant_id,
+                target=row.id,
+                details={"reason": message.reason, "link_id": message.link_id},
+            )
+        self.kernel.relay.notify()
+
     async def _end(
-        self, session: AsyncSession, row: store.Row, status: str, reason: CancelReason
+        self,
+        session: AsyncSession,
+        row: store.Row,
+        status: str,
+        reason: CancelReason,
+        *,
+        link_id: str | None = None,
     ) -> None:
         await self.kernel.vault.delete(row.tenant_id, row.vault_ref)
         await store.save(session, row.id, status=status, cancel_reason=reason)
@@ -708,6 +748,7 @@ class Capture:
                 call_id=row.call_id,
                 agent_id=row.agent_id,
                 reason=reason,
+                link_id=link_id,
             ),
         )
 

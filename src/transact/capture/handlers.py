@@ -6,6 +6,7 @@ from transact.capture.flow import Capture
 from transact.contracts import Message
 from transact.contracts.calls import CallAssigned, CallEnded, CallKeypad
 from transact.contracts.capture import (
+    CaptureCancelRequested,
     CaptureCardPosted,
     CaptureRequested,
     CaptureSubmitRequested,
@@ -42,6 +43,10 @@ def subscribe(service: Service, capture: Capture) -> None:
     async def on_submit_requested(message: Message) -> None:
         assert isinstance(message, CaptureSubmitRequested)
         await capture.submit_ivr(message)
+
+    async def on_cancel_requested(message: Message) -> None:
+        assert isinstance(message, CaptureCancelRequested)
+        await capture.cancel_requested(message)
 
     async def on_assigned(message: Message) -> None:
         assert isinstance(message, CallAssigned)
@@ -80,6 +85,8 @@ def subscribe(service: Service, capture: Capture) -> None:
     service.subscribe(CaptureRequested.topic, on_requested)
     # Submitting a capture that is no longer ready does nothing.
     service.subscribe(CaptureSubmitRequested.topic, on_submit_requested)
+    # Cancelling a capture that is no longer open does nothing.
+    service.subscribe(CaptureCancelRequested.topic, on_cancel_requested)
     service.subscribe(CallAssigned.topic, on_assigned)
     service.subscribe(CallEnded.topic, on_ended)
     for topic in OUTCOMES:

@@ -3,7 +3,7 @@
 Every contract module is imported here, so any message on the bus decodes.
 """
 
-from transact.contracts import calls, capture, links, messages, money, payments
+from transact.contracts import calls, capture, ivr, links, messages, money, payments
 from transact.contracts.base import Message, UnknownMessageType, new_id, utcnow
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "UnknownMessageType",
     "calls",
     "capture",
+    "ivr",
     "links",
     "messages",
     "money",

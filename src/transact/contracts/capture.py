@@ -9,7 +9,10 @@ from transact.contracts.base import Message
 # "invalid": a card typed on the hosted payment page broke a rule; the page asks again.
 # "ivr": a self-service flow replaced it (the caller chose to key the card again).
 # "call_busy": another capture was already open on the call.
-CancelReason = Literal["agent", "call_ended", "expired", "failed", "invalid", "ivr", "call_busy"]
+# "replaced_by_link": the agent turned the phone capture into a payment link.
+CancelReason = Literal[
+    "agent", "call_ended", "expired", "failed", "invalid", "ivr", "call_busy", "replaced_by_link"
+]
 CaptureChannel = Literal["phone", "link", "ivr"]
 
 
@@ -25,6 +28,11 @@ class CaptureStarted(Message):
     channel: CaptureChannel
     agent_id: str | None
     fields: list[str]
+    # What the capture is for (minor units): remote offers an open phone capture as a
+    # link for the same sum. Absent from captures opened before these were carried.
+    amount: int | None = None
+    currency: str | None = None
+    reference: str | None = None
 
 
 class CaptureProgress(Message):
@@ -58,6 +66,8 @@ class CaptureCancelled(Message):
     call_id: str | None
     agent_id: str | None = None
     reason: CancelReason
+    # The payment link that took its place (reason `replaced_by_link`).
+    link_id: str | None = None
 
 
 class CaptureCardPosted(Message):
@@ -110,3 +120,16 @@ class CaptureSubmitRequested(Message):
     topic = "capture.submit_requested"
     capture_id: str
     call_id: str
+
+
+class CaptureCancelRequested(Message):
+    """Close an open phone capture, its card data wiped (a command for capture, from
+    remote): the agent turned it into the payment link `link_id`, so the customer pays on
+    the page instead. Capture answers with `capture.cancelled` (the same reason); a
+    capture no longer open (submitted, ended) is left as it is, and a repeat changes
+    nothing."""
+
+    topic = "capture.cancel_requested"
+    capture_id: str
+    reason: Literal["replaced_by_link"] = "replaced_by_link"
+    link_id: str | None = None

@@ -77,6 +77,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/api/v1/payment-links", "remote"),
     Route("/pay", "remote"),
     Route("/api/v1/communications", "communications"),
+    Route("/api/v1/ivr", "ivr"),
     Route("/dev/outbox", "communications"),
     # The Agent UI answers what nothing more specific claims: `/` (which sends the browser
     # on to its page at `/ui/`), its files, and a 404 envelope for anything unknown.

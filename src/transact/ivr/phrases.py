@@ -33,8 +33,7 @@ SENTENCES: Final = MappingProxyType(
         "invalid_cvv": "That security code is not valid. Please try again.",
         "invalid_postcode": "That postcode is not valid. Please try again.",
         "card_expired": "That card has expired. Please use another card.",
-        "card_not_accepted": "Sorry, we do not accept that type of card. "
-        "Please use another card.",
+        "card_not_accepted": "Sorry, we do not accept that type of card. Please use another card.",
         "readback_card": "You entered a card ending in",
         "readback_amount": "The amount is",
         "confirm_menu": "To pay now, press 1. To enter your card again, press 2.",
@@ -48,7 +47,6 @@ SENTENCES: Final = MappingProxyType(
         "retry_menu": "To try another card, press 1. To end this call, press 2.",
         "payment_failed": "Sorry, we could not take your payment. No money has been taken.",
         "too_many_attempts": "Sorry, there have been too many attempts.",
-        "returning": "Returning you to your agent.",
         "goodbye": "Thank you for calling. Goodbye.",
     }
 )
@@ -59,9 +57,7 @@ _ONES: Final = (
 ).split()
 _TENS: Final = "twenty thirty forty fifty sixty seventy eighty ninety".split()
 _SCALE: Final = ("hundred", "thousand", "million", "billion", "and", "point")
-_MONEY: Final = (
-    "pound pounds penny pence dollar dollars cent cents euro euros".split()
-)
+_MONEY: Final = "pound pounds penny pence dollar dollars cent cents euro euros".split()
 LETTERS: Final = tuple(f"letter_{c}" for c in "abcdefghijklmnopqrstuvwxyz")
 
 WORDS: Final = MappingProxyType(

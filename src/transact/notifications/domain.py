@@ -147,8 +147,9 @@ RULES: Mapping[str, Rule] = MappingProxyType(
         "capture.completed": Rule(
             ("capture_id", "call_id", "brand", "bin", "last4"), agents=_AGENT, owner=(_CAPTURE,)
         ),
+        # `link_id`: the payment link that took its place (reason `replaced_by_link`).
         "capture.cancelled": Rule(
-            ("capture_id", "call_id", "reason"), agents=_AGENT, owner=(_CAPTURE,)
+            ("capture_id", "call_id", "reason", "link_id"), agents=_AGENT, owner=(_CAPTURE,)
         ),
         # Never the vault reference or the idempotency key: only what the screen shows.
         "payment.requested": Rule(
@@ -181,6 +182,7 @@ RULES: Mapping[str, Rule] = MappingProxyType(
                 "reference",
                 "expires_at",
                 "to_masked",
+                "source_payment_id",  # the phone capture this link took the place of
             ),
             agents=_AGENT,
             owns=_LINK,

@@ -10,6 +10,7 @@ from transact.remote.flow import Remote
 __all__ = ["Remote", "build"]
 
 EXPIRY_SWEEP_SECONDS = 5.0
+PHONE_CAPTURE_SWEEP_SECONDS = 3600.0
 
 
 def build(kernel: Kernel) -> Service:
@@ -20,4 +21,5 @@ def build(kernel: Kernel) -> Service:
     )
     handlers.subscribe(service, remote)
     service.every(EXPIRY_SWEEP_SECONDS, remote.expire_overdue, "expire")
+    service.every(PHONE_CAPTURE_SWEEP_SECONDS, remote.forget_phone_captures, "forget-phone")
     return service

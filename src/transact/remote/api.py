@@ -16,18 +16,38 @@ from transact.kernel.errors import ApiError
 from transact.kernel.security import Principal, Role, Scope, require
 from transact.remote import domain
 from transact.remote.domain import Attempt, Link
-from transact.remote.flow import NewLink, Remote
+from transact.remote.flow import FromPhone, NewLink, Remote
 
 
 class CreateLink(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: StrictInt
-    currency: Annotated[StrictStr, Field(min_length=3, max_length=3)]
-    reference: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    # Required, unless the link takes the place of a phone capture (`from_payment_id`):
+    # then they are the capture's, and may only be repeated.
+    amount: StrictInt | None = None
+    currency: Annotated[StrictStr | None, Field(min_length=3, max_length=3)] = None
+    reference: Annotated[StrictStr | None, Field(min_length=1, max_length=128)] = None
     # A plain string, so a wrong channel gets its own clear error, not a schema dump.
     channel: Annotated[StrictStr, Field(min_length=1, max_length=16)]
     to: Annotated[StrictStr | None, Field(min_length=1, max_length=254)] = None
     expires_in: StrictInt | None = None
+    # An open phone capture of the caller's to turn into this link.
+    from_payment_id: Annotated[StrictStr | None, Field(min_length=1, max_length=64)] = None
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        # `from_payment_id` counts only when given, so keys stored before it existed match.
+        return self.model_dump(exclude=None if self.from_payment_id else {"from_payment_id"})
+
+    def new_link(self) -> NewLink:
+        """A plain link's terms; 422 for each one left out."""
+        if self.amount is None:
+            raise ApiError(422, "invalid_amount", "amount is required", field="amount")
+        if self.currency is None:
+            raise ApiError(422, "invalid_currency", "currency is required", field="currency")
+        if self.reference is None:
+            raise ApiError(422, "invalid_reference", "reference is required", field="reference")
+        return NewLink(
+            self.amount, self.currency, self.reference, self.channel, self.to, self.expires_in
+        )
 
 
 class LinkSettingsIn(BaseModel):
@@ -64,6 +84,7 @@ def describe(link: Link, attempt: Attempt | None = None, url: str | None = None)
         "created_at": _stamp(link.created_at),
         "opened_at": _stamp(link.opened_at),
         "completed_at": _stamp(link.completed_at),
+        "source_payment_id": link.source_payment_id,
         "message": None
         if link.message_id is None
         else {"id": link.message_id, "status": link.message_status, "reason": link.message_reason},
@@ -135,12 +156,24 @@ def build_router(kernel: Kernel, remote: Remote) -> APIRouter:
         principal: Annotated[Principal, Depends(writer)],
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
-        new = NewLink(
-            body.amount, body.currency, body.reference, body.channel, body.to, body.expires_in
-        )
+        source = body.from_payment_id
+        new = None if source is not None else body.new_link()
 
         async def work() -> dict[str, Any]:
-            link, url = await remote.create(principal, new, base_url(request))
+            if new is not None:
+                link, url = await remote.create(principal, new, base_url(request))
+            else:
+                assert source is not None
+                ask = FromPhone(
+                    source,
+                    body.channel,
+                    body.to,
+                    body.expires_in,
+                    body.amount,
+                    body.currency,
+                    body.reference,
+                )
+                link, url = await remote.create_from_phone(principal, ask, base_url(request))
             return describe(link, url=url)
 
         if idempotency_key is None:
@@ -149,7 +182,7 @@ def build_router(kernel: Kernel, remote: Remote) -> APIRouter:
             kernel,
             principal.tenant_id,
             idempotency_key,
-            idempotency.fingerprint(principal.id, body.model_dump()),
+            idempotency.fingerprint(principal.id, body.fingerprint_fields()),
             response,
             work,
         )

@@ -186,6 +186,7 @@ class Link:
     message_id: str | None = None
     message_status: str | None = None
     message_reason: str | None = None
+    source_payment_id: str | None = None  # the phone capture this link took the place of
 
     @property
     def open(self) -> bool:
@@ -289,6 +290,92 @@ def may_post_card(link: Link, attempt: Attempt | None, now: datetime) -> None:
     if link.attempts >= link.max_attempts:
         code, message = ENDED[LinkStatus.FAILED]
         raise LinkError(410, code, message)
+
+
+# --- phone captures an agent turns into links ------------------------------------------
+
+
+class PhoneStatus(StrEnum):
+    """Remote's view of a phone capture, told by capture's events (never read from
+    capture's tables): open, with the PSP, or ended."""
+
+    CAPTURING = "capturing"  # open: keys being typed, or all valid and not yet submitted
+    SUBMITTED = "submitted"  # the card went to the PSP: too late for a link
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+_PHONE_RANK: Final = {
+    PhoneStatus.CAPTURING: 0,
+    PhoneStatus.SUBMITTED: 1,
+    PhoneStatus.CANCELLED: 2,
+    PhoneStatus.EXPIRED: 2,
+}
+
+
+@dataclass(frozen=True)
+class PhoneCapture:
+    id: str  # the capture id, which is also the payment id
+    tenant_id: str
+    call_id: str | None
+    agent_id: str | None
+    # None while only a later event (cancelled, say) has been seen, not the start.
+    amount: int | None
+    currency: str | None
+    reference: str | None
+    status: PhoneStatus
+    link_id: str | None = None  # the link it was turned into
+
+
+def phone_moves_to(current: PhoneStatus, new: PhoneStatus) -> bool:
+    """Capture's events arrive in any order and more than once: a phone capture only
+    moves forward (open, submitted, ended) and an end is final."""
+    return _PHONE_RANK[new] > _PHONE_RANK[current]
+
+
+def phone_status_after_cancel(reason: str) -> PhoneStatus:
+    return PhoneStatus.EXPIRED if reason == "expired" else PhoneStatus.CANCELLED
+
+
+@dataclass(frozen=True)
+class LinkTerms:
+    amount: int
+    currency: str
+    reference: str
+
+
+def terms_from_phone(
+    capture: PhoneCapture, amount: int | None, currency: str | None, reference: str | None
+) -> LinkTerms:
+    """What a link made from an open phone capture binds: the capture's own amount,
+    currency and reference. A request may repeat them, never change them.
+
+    Raises `LinkError`: 409 `not_capturing` once the capture was submitted, ended or
+    already turned into a link; 422 `source_mismatch` for a different sum or reference.
+    """
+    if capture.link_id is not None:
+        raise LinkError(
+            409, "not_capturing", "this payment has already been turned into a payment link"
+        )
+    if capture.status is not PhoneStatus.CAPTURING:
+        raise LinkError(409, "not_capturing", f"the payment is {capture.status.value}")
+    if capture.amount is None or capture.currency is None or capture.reference is None:
+        raise LinkError(409, "not_capturing", "the payment's amount is not known yet")
+    bound = LinkTerms(capture.amount, capture.currency, capture.reference)
+    given = {"amount": amount, "currency": currency, "reference": reference}
+    for name, value in given.items():
+        theirs = getattr(bound, name)
+        if isinstance(value, str) and isinstance(theirs, str):
+            same = value.strip() == theirs.strip()
+        else:
+            same = value == theirs
+        if value is not None and not same:
+            raise LinkError(
+                422,
+                "source_mismatch",
+                f"{name} differs from the payment's; leave it out to use the payment's own",
+            )
+    return bound
 
 
 class PageState(StrEnum):

@@ -16,14 +16,20 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.contracts import Message, utcnow
-from transact.contracts.capture import CaptureCardPosted, link_card_context
+from transact.contracts.capture import (
+    CaptureCancelRequested,
+    CaptureCardPosted,
+    CaptureStarted,
+    link_card_context,
+)
 from transact.contracts.links import (
     LinkCancelled,
     LinkCompleted,
@@ -54,6 +60,8 @@ from transact.remote.domain import (
     LinkSettings,
     LinkStatus,
     PageState,
+    PhoneCapture,
+    PhoneStatus,
     Submitter,
 )
 
@@ -63,6 +71,8 @@ DESTINATION_CONTEXT = b"remote-link-to:"
 WEB_SESSION_LONGEST = timedelta(hours=2)
 DEFAULT_MERCHANT = "Your merchant"
 _MESSAGE_RANK = {"queued": 0, "sent": 1, "delivered": 2, "failed": 2}
+# Capture sessions live an hour at most; a day later nobody turns one into a link.
+PHONE_CAPTURE_MEMORY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,20 @@ class NewLink:
     channel: str
     to: str | None
     expires_in: int | None
+
+
+@dataclass(frozen=True)
+class FromPhone:
+    """A link asked for in place of an open phone capture: the capture's amount, currency
+    and reference, which the request may repeat but not change."""
+
+    payment_id: str
+    channel: str
+    to: str | None
+    expires_in: int | None
+    amount: int | None = None
+    currency: str | None = None
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +160,16 @@ class Remote:
 
     # --- links --------------------------------------------------------------------------
 
-    async def create(self, principal: Principal, new: NewLink, base_url: str) -> tuple[Link, str]:
+    async def create(
+        self,
+        principal: Principal,
+        new: NewLink,
+        base_url: str,
+        *,
+        source: PhoneCapture | None = None,
+    ) -> tuple[Link, str]:
+        """A new link, sent on its channel. With `source`, the link takes the place of that
+        open phone capture: capture is asked to close it (`capture.cancel_requested`)."""
         to = self._checked(new)
         settings = await self.settings(principal.tenant_id)
         now = utcnow()
@@ -145,10 +178,13 @@ class Remote:
         except LinkError as problem:
             raise api_error(problem) from None
         token = secrets.token_urlsafe(domain.TOKEN_BYTES)
+        agent_id = principal.id if principal.kind == "user" else None
+        if source is not None and source.agent_id is not None:
+            agent_id = source.agent_id  # the agent on the call watches the link
         link = Link(
             id="lnk_" + secrets.token_hex(12),
             tenant_id=principal.tenant_id,
-            agent_id=principal.id if principal.kind == "user" else None,
+            agent_id=agent_id,
             created_by=principal.actor,
             amount=new.amount,
             currency=new.currency,
@@ -161,10 +197,13 @@ class Remote:
             expires_at=expires_at,
             created_at=now,
             message_id=None if to is None else "msg_" + secrets.token_hex(12),
+            source_payment_id=None if source is None else source.id,
         )
         url = f"{base_url.rstrip('/')}/pay/{token}"
         to_sealed = None if to is None else self._seal_destination(link, to)
         async with self.kernel.db.transaction() as session:
+            if source is not None:
+                await self._take_phone_capture(session, principal, source.id, link.id)
             await store.insert_link(session, link, domain.token_hash(token), to_sealed)
             events: list[Message] = [
                 LinkCreated(
@@ -179,10 +218,21 @@ class Remote:
                     reference=link.reference,
                     expires_at=link.expires_at,
                     to_masked=link.to_masked,
+                    source_payment_id=link.source_payment_id,
                 )
             ]
             if to is not None and link.message_id is not None:
                 events.append(self._message(link, link.message_id, to, url, settings))
+            if source is not None:
+                events.append(
+                    CaptureCancelRequested(
+                        tenant_id=link.tenant_id,
+                        correlation_id=source.id,
+                        capture_id=source.id,
+                        reason="replaced_by_link",
+                        link_id=link.id,
+                    )
+                )
             await add_to_outbox(session, *events)
             await audit.append(
                 session,
@@ -196,11 +246,56 @@ class Remote:
                     "channel": link.channel,
                     "to": link.to_masked,
                     "expires_at": link.expires_at.isoformat(),
+                    **({} if source is None else {"source_payment_id": source.id}),
                 },
             )
         self.kernel.relay.notify()
-        log.info("remote.link_created", link_id=link.id, channel=link.channel, to=link.to_masked)
+        log.info(
+            "remote.link_created",
+            link_id=link.id,
+            channel=link.channel,
+            to=link.to_masked,
+            source_payment_id=None if source is None else source.id,
+        )
         return link, url
+
+    async def create_from_phone(
+        self, principal: Principal, ask: FromPhone, base_url: str
+    ) -> tuple[Link, str]:
+        """Turn an agent's open phone capture into a link for the same amount and
+        reference: 404 for a payment the caller may not see (another agent's, another
+        tenant's, or one remote has not heard of), 409 once it is no longer open, 422 for
+        a body that names a different sum or reference."""
+        async with self.kernel.db.transaction() as session:
+            source = await self._phone_capture(session, principal, ask.payment_id)
+        try:
+            terms = domain.terms_from_phone(source, ask.amount, ask.currency, ask.reference)
+        except LinkError as problem:
+            raise api_error(problem) from None
+        new = NewLink(
+            terms.amount, terms.currency, terms.reference, ask.channel, ask.to, ask.expires_in
+        )
+        return await self.create(principal, new, base_url, source=source)
+
+    async def _phone_capture(
+        self, session: AsyncSession, principal: Principal, payment_id: str, *, lock: bool = False
+    ) -> PhoneCapture:
+        found = await store.phone_capture(session, payment_id[:64], lock=lock)
+        if found is None or not principal.may_read(found.tenant_id, found.agent_id):
+            raise ApiError(404, "not_found", "no such payment")
+        return found
+
+    async def _take_phone_capture(
+        self, session: AsyncSession, principal: Principal, payment_id: str, link_id: str
+    ) -> None:
+        """Bind the phone capture to its link in the link's own transaction, checked again
+        under the row's lock: two requests never turn one capture into two links."""
+        source = await self._phone_capture(session, principal, payment_id, lock=True)
+        try:
+            domain.terms_from_phone(source, None, None, None)
+        except LinkError as problem:
+            raise api_error(problem) from None
+        await store.save_phone_capture(session, source.id, link_id=link_id)
 
     @staticmethod
     def _checked(new: NewLink) -> str | None:
@@ -332,7 +427,13 @@ class Remote:
         self.kernel.relay.notify()
         return link
 
-    async def _end(self, session: AsyncSession, link: Link, status: LinkStatus) -> None:
+    async def _end(
+        self,
+        session: AsyncSession,
+        link: Link,
+        status: LinkStatus,
+        reason: Literal["agent", "replaced"] = "agent",
+    ) -> None:
         await store.save_link(session, link.id, status=status)
         facts = {
             "tenant_id": link.tenant_id,
@@ -343,7 +444,7 @@ class Remote:
         }
         event: Message
         if status is LinkStatus.CANCELLED:
-            event = LinkCancelled(**facts)
+            event = LinkCancelled(**facts, reason=reason)
         elif status is LinkStatus.EXPIRED:
             event = LinkExpired(**facts)
         else:
@@ -596,3 +697,119 @@ class Remote:
             if _MESSAGE_RANK[status] <= current:
                 return  # a late or repeated report never undoes a later one
             await store.save_link(session, link.id, message_status=status, message_reason=reason)
+
+    # --- agents' phone captures, as capture's events tell them ---------------------------
+
+    async def _project_phone(
+        self, session: AsyncSession, found: PhoneCapture | None, seen: PhoneCapture
+    ) -> PhoneCapture:
+        """Record what an event says of a phone capture: its sum when first told, its
+        status only forward. The events of different topics come in any order."""
+        if found is None:
+            try:
+                async with session.begin_nested():
+                    await store.insert_phone_capture(session, seen)
+                return seen
+            except IntegrityError:  # another event of the same capture got there first
+                found = await store.phone_capture(session, seen.id, lock=True)
+                assert found is not None
+        values: dict[str, Any] = {}
+        if found.amount is None and seen.amount is not None:
+            values |= {"amount": seen.amount, "currency": seen.currency}
+            values["reference"] = seen.reference
+        if found.call_id is None and seen.call_id is not None:
+            values["call_id"] = seen.call_id
+        if found.agent_id is None and seen.agent_id is not None:
+            values["agent_id"] = seen.agent_id
+        if domain.phone_moves_to(found.status, seen.status):
+            values["status"] = seen.status
+        if values:
+            await store.save_phone_capture(session, found.id, **values)
+        return found
+
+    async def phone_started(self, message: CaptureStarted) -> None:
+        if message.channel != "phone" or message.amount is None:
+            return  # only agents' phone captures become links
+        seen = PhoneCapture(
+            id=message.capture_id,
+            tenant_id=message.tenant_id,
+            call_id=message.call_id,
+            agent_id=message.agent_id,
+            amount=message.amount,
+            currency=message.currency,
+            reference=message.reference,
+            status=PhoneStatus.CAPTURING,
+        )
+        async with self.kernel.db.transaction() as session:
+            found = await store.phone_capture(session, seen.id, lock=True)
+            await self._project_phone(session, found, seen)
+
+    async def phone_ended(
+        self, tenant_id: str, capture_id: str, call_id: str | None, agent_id: str, reason: str
+    ) -> None:
+        seen = PhoneCapture(
+            id=capture_id,
+            tenant_id=tenant_id,
+            call_id=call_id,
+            agent_id=agent_id,
+            amount=None,
+            currency=None,
+            reference=None,
+            status=domain.phone_status_after_cancel(reason),
+        )
+        async with self.kernel.db.transaction() as session:
+            found = await store.phone_capture(session, capture_id, lock=True)
+            await self._project_phone(session, found, seen)
+
+    async def phone_submitted(
+        self,
+        tenant_id: str,
+        capture_id: str,
+        agent_id: str | None,
+        amount: int,
+        currency: str,
+        reference: str,
+    ) -> None:
+        """The phone capture's card went to the PSP. Had the agent just turned it into a
+        link (capture got the card before it got our request to close it), the link
+        goes: the customer must not be asked to pay twice."""
+        seen = PhoneCapture(
+            id=capture_id,
+            tenant_id=tenant_id,
+            call_id=None,
+            agent_id=agent_id,
+            amount=amount,
+            currency=currency,
+            reference=reference,
+            status=PhoneStatus.SUBMITTED,
+        )
+        async with self.kernel.db.transaction() as session:
+            found = await store.phone_capture(session, capture_id, lock=True)
+            known = await self._project_phone(session, found, seen)
+            if known.link_id is None:
+                return
+            link = await store.link(session, known.link_id, lock=True)
+            if link is None or not link.open:
+                if link is not None and link.status is LinkStatus.COMPLETED:
+                    log.warning("remote.paid_twice", link_id=link.id, source_payment_id=capture_id)
+                return
+            await self._end(session, link, LinkStatus.CANCELLED, reason="replaced")
+            await audit.append(
+                session,
+                action="link.cancelled",
+                actor="remote",
+                tenant_id=link.tenant_id,
+                target=link.id,
+                details={"reason": "phone_payment_submitted", "source_payment_id": capture_id},
+            )
+        self.kernel.relay.notify()
+
+    async def phone_reassigned(self, tenant_id: str, call_id: str, agent_id: str) -> None:
+        async with self.kernel.db.transaction() as session:
+            await store.reassign_phone_captures(session, tenant_id, call_id, agent_id)
+
+    async def forget_phone_captures(self, now: datetime | None = None) -> int:
+        async with self.kernel.db.transaction() as session:
+            return await store.forget_phone_captures(
+                session, (now or utcnow()) - PHONE_CAPTURE_MEMORY
+            )

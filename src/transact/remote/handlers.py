@@ -1,11 +1,18 @@
-"""Remote's bus consumers: card capture's verdicts, the PSP adapter's outcomes and the
-delivery of the messages that carried links. Each is idempotent by the attempt's own
-rules (it only moves forward), so at-least-once delivery needs no inbox here."""
+"""Remote's bus consumers: card capture's verdicts, the PSP adapter's outcomes, the
+delivery of the messages that carried links, and agents' phone captures (which an agent
+may turn into a link). Each is idempotent by its own rules (an attempt or a phone capture
+only moves forward), so at-least-once delivery needs no inbox here."""
 
 from __future__ import annotations
 
 from transact.contracts import Message
-from transact.contracts.capture import CaptureCancelled, CaptureCompleted, CaptureProgress
+from transact.contracts.calls import CallAssigned
+from transact.contracts.capture import (
+    CaptureCancelled,
+    CaptureCompleted,
+    CaptureProgress,
+    CaptureStarted,
+)
 from transact.contracts.messages import MessageDelivered, MessageFailed, MessageSent
 from transact.contracts.payments import (
     PaymentAuthorized,
@@ -46,11 +53,36 @@ def subscribe(service: Service, remote: Remote) -> None:
         if message.call_id is None:
             ended = AttemptStatus.INVALID if message.reason == "invalid" else AttemptStatus.EXPIRED
             await remote.advance(message.capture_id, ended)
+        elif message.agent_id is not None:  # an agent's phone capture (not self-service)
+            await remote.phone_ended(
+                message.tenant_id,
+                message.capture_id,
+                message.call_id,
+                message.agent_id,
+                message.reason,
+            )
+
+    async def on_started(message: Message) -> None:
+        assert isinstance(message, CaptureStarted)
+        await remote.phone_started(message)
+
+    async def on_assigned(message: Message) -> None:
+        assert isinstance(message, CallAssigned)
+        await remote.phone_reassigned(message.tenant_id, message.call_id, message.agent_id)
 
     async def on_requested(message: Message) -> None:
         assert isinstance(message, PaymentRequested)
         if message.channel == "link":
             await remote.advance(message.payment_id, AttemptStatus.SUBMITTED)
+        elif message.channel == "phone":
+            await remote.phone_submitted(
+                message.tenant_id,
+                message.capture_id,
+                message.agent_id,
+                message.amount,
+                message.currency,
+                message.reference,
+            )
 
     async def on_pending(message: Message) -> None:
         assert isinstance(message, PaymentPending)
@@ -73,6 +105,8 @@ def subscribe(service: Service, remote: Remote) -> None:
     service.subscribe(CaptureProgress.topic, on_progress)
     service.subscribe(CaptureCompleted.topic, on_completed)
     service.subscribe(CaptureCancelled.topic, on_cancelled)
+    service.subscribe(CaptureStarted.topic, on_started)
+    service.subscribe(CallAssigned.topic, on_assigned)
     service.subscribe(PaymentRequested.topic, on_requested)
     service.subscribe(PaymentPending.topic, on_pending)
     for topic in OUTCOMES:

@@ -28,7 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.contracts import utcnow
 from transact.kernel.db import metadata
-from transact.remote.domain import OPEN, Attempt, AttemptStatus, Link, LinkStatus
+from transact.remote.domain import (
+    OPEN,
+    Attempt,
+    AttemptStatus,
+    Link,
+    LinkStatus,
+    PhoneCapture,
+    PhoneStatus,
+)
 
 links = Table(
     "remote_links",
@@ -57,6 +65,8 @@ links = Table(
     Column("message_status", String(16), nullable=True),
     Column("message_reason", String(200), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The phone capture an agent turned into this link.
+    Column("source_payment_id", String(64), nullable=True),
     Index("ix_remote_links_tenant", "tenant_id", "created_at"),
     Index("ix_remote_links_agent", "tenant_id", "agent_id", "created_at"),
     Index("ix_remote_links_open", "status", "expires_at"),
@@ -76,6 +86,26 @@ attempts = Table(
     Column("decline_code", String(32), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Remote's own view of agents' phone captures, projected from capture's events, so an
+# agent can turn an open one into a link without remote reading capture's tables.
+phone_captures = Table(
+    "remote_phone_captures",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the capture id, also the payment id
+    Column("tenant_id", String(64), nullable=False),
+    Column("call_id", String(128), nullable=True),
+    Column("agent_id", String(64), nullable=True),
+    Column("amount", BigInteger, nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("reference", String(128), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("link_id", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_remote_phone_captures_call", "tenant_id", "call_id"),
+    Index("ix_remote_phone_captures_updated", "updated_at"),
 )
 
 settings = Table(
@@ -120,6 +150,7 @@ def _link(r: Any) -> Link:
         message_id=r.message_id,
         message_status=r.message_status,
         message_reason=r.message_reason,
+        source_payment_id=r.source_payment_id,
     )
 
 
@@ -147,6 +178,7 @@ async def insert_link(
             message_id=link.message_id,
             message_status="queued" if link.message_id else None,
             updated_at=link.created_at,
+            source_payment_id=link.source_payment_id,
         )
     )
 
@@ -276,3 +308,79 @@ async def set_settings(session: AsyncSession, tenant_id: str, config: dict[str, 
     )
     if changed.rowcount == 0:  # type: ignore[attr-defined]
         await session.execute(settings.insert().values(tenant_id=tenant_id, **values))
+
+
+def _phone(r: Any) -> PhoneCapture:
+    return PhoneCapture(
+        id=r.id,
+        tenant_id=r.tenant_id,
+        call_id=r.call_id,
+        agent_id=r.agent_id,
+        amount=r.amount,
+        currency=r.currency,
+        reference=r.reference,
+        status=PhoneStatus(r.status),
+        link_id=r.link_id,
+    )
+
+
+async def phone_capture(
+    session: AsyncSession, capture_id: str, *, lock: bool = False
+) -> PhoneCapture | None:
+    query = select(phone_captures).where(phone_captures.c.id == capture_id)
+    if lock:
+        query = query.with_for_update()
+    found = (await session.execute(query)).first()
+    return _phone(found) if found else None
+
+
+async def insert_phone_capture(session: AsyncSession, capture: PhoneCapture) -> None:
+    now = utcnow()
+    await session.execute(
+        phone_captures.insert().values(
+            id=capture.id,
+            tenant_id=capture.tenant_id,
+            call_id=capture.call_id,
+            agent_id=capture.agent_id,
+            amount=capture.amount,
+            currency=capture.currency,
+            reference=capture.reference,
+            status=capture.status.value,
+            link_id=capture.link_id,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+
+
+async def save_phone_capture(session: AsyncSession, capture_id: str, **values: Any) -> None:
+    if isinstance(values.get("status"), PhoneStatus):
+        values["status"] = values["status"].value
+    await session.execute(
+        update(phone_captures)
+        .where(phone_captures.c.id == capture_id)
+        .values(updated_at=utcnow(), **values)
+    )
+
+
+async def reassign_phone_captures(
+    session: AsyncSession, tenant_id: str, call_id: str, agent_id: str
+) -> None:
+    """A transferred call takes its open capture to the agent who now holds it."""
+    await session.execute(
+        update(phone_captures)
+        .where(
+            phone_captures.c.tenant_id == tenant_id,
+            phone_captures.c.call_id == call_id,
+            phone_captures.c.status == PhoneStatus.CAPTURING.value,
+        )
+        .values(agent_id=agent_id, updated_at=utcnow())
+    )
+
+
+async def forget_phone_captures(session: AsyncSession, before: datetime) -> int:
+    """Drop what no agent can turn into a link any more (a capture lives an hour at most)."""
+    gone = await session.execute(
+        phone_captures.delete().where(phone_captures.c.updated_at < before)
+    )
+    return int(gone.rowcount)  # type: ignore[attr-defined]

@@ -119,7 +119,7 @@ class Leg:
         return self.samples * 1000 // SAMPLE_RATE
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Prompt:
     """Audio sent to the platform and not yet heard to its end (its mark not echoed)."""
 
@@ -377,9 +377,11 @@ class Switchboard:
         call = self.find(tenant_id, call_id)
         if call is None or call.customer is None or call.ended:
             return
-        customer = call.customer
-        call.prompts.append(Prompt(mark, barge_in))
+        customer, prompt = call.customer, Prompt(mark, barge_in)
+        call.prompts.append(prompt)
         for start in range(0, len(audio), FRAME_SAMPLES):
+            if not any(queued is prompt for queued in call.prompts):
+                return  # a key stopped it while it was being sent: send no more of it
             chunk = audio[start : start + FRAME_SAMPLES]
             await _send_quietly(customer.socket, domain.media_message(customer.stream_sid, chunk))
         await _send_quietly(customer.socket, domain.mark_message(customer.stream_sid, mark))
@@ -443,6 +445,8 @@ class Switchboard:
         call = self.find(tenant_id, call_id)
         if call is None or call.customer is None:
             return
+        if call.ivr is not None:
+            return  # the flow driving the call says it in words
         tone = tones.ACCEPTED if accepted else tones.REJECTED
         if call.agent is None:
             # Nothing to ride on: the platform plays what we send, in order.

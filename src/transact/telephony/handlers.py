@@ -22,6 +22,7 @@ from transact.telephony.clips import ClipStore
 
 ACCEPTED_EVENTS = frozenset({"completed"})
 REJECTED_EVENTS = frozenset({"rejected", "failed"})
+REOPENED_EVENTS = frozenset({"recapture"})
 
 
 KEYPAD_CHANNELS = frozenset({"phone", "ivr"})
@@ -41,6 +42,11 @@ def subscribe(service: Service, board: Switchboard, group: str, clips: ClipStore
     async def on_progress(message: Message) -> None:
         assert isinstance(message, CaptureProgress)
         if not message.call_id:
+            return
+        if message.event in REOPENED_EVENTS:
+            # The agent asked for a field again after the card was complete (secure mode
+            # went off with `capture.completed`): the customer keys again, securely.
+            await board.secure_mode(message.tenant_id, message.call_id, True, message.capture_id)
             return
         if message.event in ACCEPTED_EVENTS and message.valid:
             await board.feedback(message.tenant_id, message.call_id, accepted=True)

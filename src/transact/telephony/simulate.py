@@ -1,6 +1,10 @@
 """A call from the telephony platform's side: a customer leg that keys digits at human pace
 and an agent ear that records what the agent would hear. Used by `transact simulate call`,
 by the end-to-end tests and by people trying the demo.
+
+A self-service call (`simulate_ivr_call`) has no agent ear: the caller hears the prompts,
+echoes each one's mark as a platform does once it has played it, and keys its script
+one group at a time, each after the prompts it waits for.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from transact.telephony import tones
 from transact.telephony.audio import FRAME_SAMPLES, SAMPLE_RATE, ulaw_decode, ulaw_encode, write_wav
 from transact.telephony.dtmf import detect_keys
 
+PROMPT_WAIT = 30.0  # seconds a self-service caller waits for the next prompt to end
 KEY_MS = 100  # a person presses a key for about 100 ms ...
 GAP_MS = 250  # ... and takes a quarter of a second to find the next one
 SPEECH_LEVEL = 0.5
@@ -177,14 +182,17 @@ async def simulate_call(plan: CallPlan) -> CallReport:
     frames[-1] = np.pad(frames[-1], (0, FRAME_SAMPLES - len(frames[-1])))
     # The agent leg first, as a platform dials the agent before bridging the customer:
     # no customer audio is then played to nobody.
-    agent_ws = await connect(base + "/media/agent") if plan.agent_leg else None
+    # The call id in the query too: a proxy in front of several telephony instances
+    # (nginx's `hash $arg_call`) sends both legs of the call to the one that bridges them.
+    query = f"?call={plan.call_id}"
+    agent_ws = await connect(base + "/media/agent" + query) if plan.agent_leg else None
     agent: Leg | None = None
     try:
         if agent_ws is not None:
             agent = Leg(agent_ws, "MZ" + secrets.token_hex(16))
             await agent.open(_start(plan, "agent", agent.stream_sid))
             await asyncio.sleep(0.1)
-        async with connect(base + "/media/customer") as customer_ws:
+        async with connect(base + "/media/customer" + query) as customer_ws:
             customer = Leg(customer_ws, "MZ" + secrets.token_hex(16))
             await customer.open(_start(plan, "customer", customer.stream_sid))
             listeners = [asyncio.create_task(customer.listen())]
@@ -217,3 +225,140 @@ async def simulate_call(plan: CallPlan) -> CallReport:
 
 def save_agent_audio(report: CallReport, path: Path) -> None:
     write_wav(path, report.agent_heard)
+
+
+# --- self-service calls ----------------------------------------------------------------
+
+
+@dataclass
+class IvrReport:
+    call_id: str
+    script: str
+    prompts_heard: int
+    seconds_heard: float
+    cleared: int
+    closed_reason: str | None
+    finished_script: bool
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "script": self.script,
+            "prompts_heard": self.prompts_heard,
+            "seconds_heard": round(self.seconds_heard, 2),
+            "prompts_cut_short": self.cleared,
+            "finished_script": self.finished_script,
+            "closed_reason": self.closed_reason,
+        }
+
+
+class IvrCaller:
+    """The platform's side of a self-service call: plays prompts (echoing their marks after
+    their length in real time, at once otherwise) and keys in-band."""
+
+    def __init__(self, leg: Leg, realtime: bool) -> None:
+        self.leg = leg
+        self.realtime = realtime
+        self.pending = 0  # bytes of prompt audio received since the last mark
+        self.heard_bytes = 0
+        self.marks: asyncio.Queue[str] = asyncio.Queue()
+        self.prompts = 0
+        self.cleared = 0
+
+    async def listen(self) -> None:
+        try:
+            async for raw in self.leg.ws:
+                await self._on(json.loads(raw))
+        except ConnectionClosed:
+            pass
+        self.leg.closed_reason = self.leg.ws.close_reason
+        await self.marks.put("")  # wakes a waiting script: the call is over
+
+    async def _on(self, message: dict[str, Any]) -> None:
+        event = message.get("event")
+        if event == "media":
+            size = len(base64.b64decode(message["media"]["payload"]))
+            self.pending += size
+            self.heard_bytes += size
+        elif event == "clear":
+            self.cleared += 1
+            self.pending = 0
+        elif event == "mark":
+            name = str(message["mark"]["name"])
+            if self.realtime:
+                await asyncio.sleep(self.pending / SAMPLE_RATE)  # "playing" it
+            self.pending = 0
+            self.prompts += 1
+            self.leg.seq += 1
+            with contextlib.suppress(ConnectionClosed):
+                await self.leg.ws.send(
+                    json.dumps(
+                        {
+                            "event": "mark",
+                            "sequenceNumber": str(self.leg.seq),
+                            "streamSid": self.leg.stream_sid,
+                            "mark": {"name": name},
+                        }
+                    )
+                )
+            await self.marks.put(name)
+
+    async def wait_for_prompt(self, seconds: float) -> bool:
+        """True once the next prompt has played; False when the call ended or time ran out."""
+        try:
+            async with asyncio.timeout(seconds):
+                return bool(await self.marks.get())
+        except TimeoutError:
+            return False
+
+    async def key(self, keys: str) -> None:
+        audio = customer_audio(keys, 60, 300, None)
+        for i in range(0, len(audio), FRAME_SAMPLES):
+            frame = np.pad(
+                audio[i : i + FRAME_SAMPLES], (0, max(0, i + FRAME_SAMPLES - len(audio)))
+            )
+            await self.leg.send_frame(frame)
+            if self.realtime:
+                await asyncio.sleep(FRAME_SAMPLES / SAMPLE_RATE)
+
+
+async def simulate_ivr_call(
+    plan: CallPlan, flow: str, script: str, *, hang_up: bool = False
+) -> IvrReport:
+    """A caller on the flow `flow` follows `script`: keys separated by `|`, where each `|`
+    waits for one more prompt to finish (e.g. `||4242424242424242|1228|737|1`: hear the
+    greeting and the card prompt, key the card number, then each field after its prompt,
+    then 1 to confirm). After the script the caller listens until Transact hangs up, or,
+    with `hang_up`, hangs up at once."""
+    base = plan.url.rstrip("/")
+    plan.extra_params = {**plan.extra_params, "ivr": flow}
+    finished = False
+    async with connect(base + "/media/customer") as ws:
+        leg = Leg(ws, "MZ" + secrets.token_hex(16))
+        await leg.open(_start(plan, "customer", leg.stream_sid))
+        caller = IvrCaller(leg, plan.realtime)
+        listening = asyncio.create_task(caller.listen())
+        groups = script.split("|")
+        try:
+            for index, keys in enumerate(groups):
+                if index and not await caller.wait_for_prompt(PROMPT_WAIT):
+                    break
+                if keys:
+                    await caller.key(keys)
+            else:
+                finished = True
+            while not hang_up and await caller.wait_for_prompt(PROMPT_WAIT):
+                pass  # the outcome, the goodbye: until the call ends
+        except ConnectionClosed:
+            pass
+        await leg.stop()
+        await asyncio.wait_for(listening, timeout=10)
+    return IvrReport(
+        call_id=plan.call_id,
+        script=script,
+        prompts_heard=caller.prompts,
+        seconds_heard=caller.heard_bytes / SAMPLE_RATE,
+        cleared=caller.cleared,
+        closed_reason=leg.closed_reason,
+        finished_script=finished,
+    )

@@ -102,9 +102,7 @@ def serving(
 
 
 @contextlib.contextmanager
-def nginx(
-    workdir: Path, upstreams: Mapping[str, Sequence[str]], **site: object
-) -> Iterator[Front]:
+def nginx(workdir: Path, upstreams: Mapping[str, Sequence[str]], **site: object) -> Iterator[Front]:
     """nginx with the rendered configuration in front of `upstreams`."""
     binary = shutil.which("nginx")
     if binary is None:
@@ -140,13 +138,10 @@ def nginx(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    front = Front(
-        f"https://127.0.0.1:{https_port}", certificate, f"http://127.0.0.1:{http_port}"
-    )
+    front = Front(f"https://127.0.0.1:{https_port}", certificate, f"http://127.0.0.1:{http_port}")
     try:
-        wait_until(
-            lambda: _answers(f"{front.url}/healthz", verify=trusting(certificate)), "nginx", proc, log
-        )
+        tls = trusting(certificate)
+        wait_until(lambda: _answers(f"{front.url}/healthz", verify=tls), "nginx", proc, log)
         yield front
     finally:
         stop(proc)

@@ -86,8 +86,8 @@ def test_both_gateways_send_the_same_security_headers_on_every_path(gateways: Ga
                 k: v for k, v in security(two).items() if v is not None
             }.items(), path
             assert two.headers.get("x-request-id"), path
-            if two.headers.get("content-type") == "application/json":
-                assert two.json() == one.json(), path
+            if two.status_code >= 400:  # the same error page, whoever answered
+                assert two.text == one.text, path
 
 
 def test_the_strict_payment_page_policy_reaches_the_payment_page(gateways: Gateways) -> None:
@@ -164,13 +164,11 @@ async def close_of(url: str, tls: ssl.SSLContext | None, first: str) -> tuple[in
     """Open a WebSocket, send one message, return how the server closed it."""
     async with connect(url, ssl=tls, open_timeout=10) as ws:
         await ws.send(first)
-        try:
+        with pytest.raises(ConnectionClosed):
             while True:
                 await ws.recv()
-        except ConnectionClosed as closed:
-            assert closed.rcvd is not None
-            return closed.rcvd.code, closed.rcvd.reason
-    raise AssertionError("unreachable")
+    assert ws.close_code is not None, "closed without a close frame"
+    return ws.close_code, ws.close_reason or ""
 
 
 async def test_websocket_upgrades_pass_through_nginx(gateways: Gateways) -> None:
@@ -195,4 +193,3 @@ async def test_websocket_upgrades_pass_through_nginx(gateways: Gateways) -> None
         # The service itself answered through the upgraded connection, with its reason.
         assert through_nginx == in_process, path
         assert through_nginx[0] not in (1006, 1011), path
-

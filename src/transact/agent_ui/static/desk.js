@@ -1,0 +1,773 @@
+// The calls view: the agent's current call, its start menu, the card filling in live,
+// a payment link's journey, the outcome; the live calls, claiming, link codes.
+//
+// The page only ever holds counts, verdicts, brand, BIN and last 4: the API and the push
+// channel never send more, and nothing here would show it if they did.
+
+import { $, confirmDialog, el, randomId, setText, show, sleep, when } from "./dom.js";
+import {
+  BRANDS,
+  FIELD_NAMES,
+  METHOD_NAMES,
+  STATUS_NAMES,
+  declineReason,
+  formatMoney,
+  friendly,
+  parseAmount,
+} from "./text.js";
+
+const OPEN = new Set(["capturing", "ready"]);
+const FINAL = new Set([
+  "authorized",
+  "declined",
+  "failed",
+  "cancelled",
+  "expired",
+  "refunded",
+  "partially_refunded",
+  "voided",
+]);
+const LINK_CHANNELS = { link_sms: "sms", link_email: "email", link_chat: "chat" };
+const LINK_OPEN = new Set(["active", "opened"]);
+const LINK_POLL_MS = 2000;
+const EARLY_KEYS_MS = 20_000;
+// Capture learns of a call's agent from the bus, a moment after the page may: opening a
+// payment right after the call appeared is retried for this long.
+const PROJECTION_RETRY_MS = 3000;
+
+export class Desk {
+  constructor(ctx) {
+    this.ctx = ctx;
+    this.calls = new Map();
+    this.callId = null;
+    this.payment = null;
+    this.link = null;
+    this.linkTimer = null;
+    this.codeTimer = null;
+    this.refetchTimer = null;
+    this.earlyTimer = null;
+    this.method = null;
+    this.wire();
+  }
+
+  get me() {
+    return this.ctx.state.me;
+  }
+
+  wire() {
+    $("start").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.start();
+    });
+    $("claim").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.claimByReference();
+    });
+    $("link-code").addEventListener("click", () => this.linkCode());
+    $("capture-submit").addEventListener("click", () => this.submit());
+    $("capture-cancel").addEventListener("click", () => this.cancel());
+    $("outcome-again").addEventListener("click", () => this.again());
+    $("link-resend").addEventListener("click", () => this.resendLink());
+    $("link-cancel").addEventListener("click", () => this.cancelLink());
+    $("link-submit").addEventListener("click", () => this.submitLinkPayment());
+    $("link-copy").addEventListener("click", () => this.copyLink());
+  }
+
+  reset() {
+    this.calls.clear();
+    this.callId = null;
+    this.payment = null;
+    this.stopLink();
+    this.link = null;
+    clearInterval(this.codeTimer);
+    show("link-code-shown", false);
+    this.render();
+  }
+
+  // --- what is true now (at sign-in, after a push `reset`) ------------------------------
+
+  async refetch() {
+    await this.loadCalls();
+    if (this.payment) await this.reloadPayment();
+    else if (this.callId) await this.findOpenPayment();
+    if (this.link) await this.pollLink();
+  }
+
+  async loadCalls() {
+    const previous = this.calls.get(this.callId);
+    try {
+      const calls = await this.ctx.api.get("/api/v1/calls?limit=200");
+      this.calls = new Map(calls.map((call) => [call.id, call]));
+    } catch (problem) {
+      this.ctx.error(friendly(problem));
+      return;
+    }
+    // The list holds live calls only; the call whose payment is on screen stays there.
+    if (previous && !this.calls.has(previous.id)) {
+      this.calls.set(previous.id, { ...previous, state: "ended", gone: true });
+    }
+    const current = this.calls.get(this.callId);
+    const keep = current && !current.gone && current.agent_id === this.me.id;
+    if (!keep && !this.payment && !this.link) {
+      const mine = [...this.calls.values()].filter((c) => c.agent_id === this.me.id && !c.gone);
+      mine.sort((a, b) => (b.started_at ?? "").localeCompare(a.started_at ?? ""));
+      this.choose(mine[0]?.id);
+    }
+    this.render();
+  }
+
+  // A payment already open on the call (opened in another tab, or before a reload).
+  async findOpenPayment() {
+    try {
+      const query = new URLSearchParams({ call_id: this.callId, limit: "1" });
+      const [latest] = await this.ctx.api.get(`/api/v1/payments?${query}`);
+      if (latest && (OPEN.has(latest.status) || latest.status === "submitted")) {
+        this.payment = latest;
+        this.render();
+      }
+    } catch (problem) {
+      this.ctx.error(friendly(problem));
+    }
+  }
+
+  choose(callId) {
+    if (callId === this.callId) return;
+    this.callId = callId ?? null;
+    this.payment = null;
+    show("early-keys", false);
+    if (this.callId) this.findOpenPayment();
+  }
+
+  // --- push events -----------------------------------------------------------------------
+
+  async event(topic, data) {
+    const handler = {
+      "call.started": () => this.loadCalls(),
+      "call.assigned": () => this.assigned(data),
+      "call.ended": () => this.ended(data),
+      "call.secure_mode": () => this.secureMode(data),
+      "call.keys_outside_capture": () => this.earlyKeys(data),
+      "capture.started": () => this.captureStarted(data),
+      "capture.progress": () => this.progress(data),
+      "capture.completed": () => this.ours(data.capture_id) && this.reloadPayment(),
+      "capture.cancelled": () => this.ours(data.capture_id) && this.reloadPayment(),
+      "payment.authorized": () => this.outcome(data),
+      "payment.declined": () => this.outcome(data),
+      "payment.failed": () => this.outcome(data),
+      "payment.pending": () => this.outcome(data),
+    }[topic];
+    if (handler) await handler();
+  }
+
+  ours(captureId) {
+    return this.payment !== null && this.payment.id === captureId;
+  }
+
+  async assigned(data) {
+    if (data.agent_id === this.me.id) {
+      try {
+        const call = await this.ctx.api.get(`/api/v1/calls/${encodeURIComponent(data.call_id)}`);
+        this.calls.set(call.id, call);
+        const busy = this.payment && !FINAL.has(this.payment.status);
+        if (!busy) {
+          this.choose(call.id);
+          this.ctx.notify(`Call ${call.reference} is now yours.`);
+        }
+      } catch (problem) {
+        this.ctx.error(friendly(problem));
+      }
+    } else if (data.previous_agent_id === this.me.id && data.call_id === this.callId) {
+      this.ctx.notify("Your call was moved to another agent.");
+      this.choose(null);
+    }
+    await this.loadCalls();
+  }
+
+  ended(data) {
+    const call = this.calls.get(data.call_id);
+    if (call) call.state = "ended";
+    if (data.call_id === this.callId) this.ctx.notify("The call has ended.");
+    this.render();
+  }
+
+  secureMode(data) {
+    if (data.call_id === this.callId) show("secure-mode", Boolean(data.on));
+  }
+
+  // The customer keyed before a payment was open: nothing was recorded. Say so plainly.
+  earlyKeys(data) {
+    if (data.call_id !== this.callId) return;
+    const how = data.source === "speech" ? "read out numbers" : "pressed keys";
+    setText(
+      "early-keys",
+      `The customer ${how} before the payment was ready. Nothing was recorded. ` +
+        "Ask them to wait until you start the payment, then to enter the card again.",
+    );
+    show("early-keys");
+    clearTimeout(this.earlyTimer);
+    this.earlyTimer = setTimeout(() => show("early-keys", false), EARLY_KEYS_MS);
+  }
+
+  async captureStarted(data) {
+    if (data.channel !== "phone" || data.call_id !== this.callId) return;
+    if (this.payment && this.payment.id === data.capture_id) return;
+    if (this.payment && !FINAL.has(this.payment.status)) return;
+    this.payment = { id: data.capture_id };
+    await this.reloadPayment();
+  }
+
+  // Live dots: the count comes with each key; verdicts and attempts are refetched when
+  // something other than a key happened (a field done, rejected, cleared or re-asked).
+  progress(data) {
+    if (!this.ours(data.capture_id)) return;
+    const field = this.payment.fields?.find((f) => f.name === data.field);
+    if (field) {
+      field.digits = data.digits;
+      if (data.event === "key" && field.status === "pending") field.status = "keying";
+      if (data.valid === false) field.reason = data.reason;
+      if (data.complete && data.valid) field.status = "valid";
+    }
+    if (data.brand) this.payment.liveBrand = data.brand;
+    if (data.last4) this.payment.liveLast4 = data.last4;
+    this.renderCapture();
+    if (data.event !== "key") this.soonReload();
+  }
+
+  soonReload() {
+    clearTimeout(this.refetchTimer);
+    this.refetchTimer = setTimeout(() => this.reloadPayment(), 60);
+  }
+
+  async outcome(data) {
+    if (this.payment?.id === data.payment_id) await this.reloadPayment();
+    if (this.link?.payment_id === data.payment_id) await this.pollLink();
+  }
+
+  async reloadPayment() {
+    if (!this.payment) return;
+    try {
+      const fresh = await this.ctx.api.get(`/api/v1/payments/${encodeURIComponent(this.payment.id)}`);
+      this.payment = fresh;
+    } catch (problem) {
+      setText("capture-message", friendly(problem));
+    }
+    this.render();
+  }
+
+  // --- the start menu -----------------------------------------------------------------
+
+  offered() {
+    const { settings, linksAvailable } = this.ctx.state;
+    return settings.methods.filter((method) => {
+      if (method === "speech") return false; // no speech capture in this deployment yet
+      if (method in LINK_CHANNELS) return linksAvailable;
+      return true;
+    });
+  }
+
+  renderStart() {
+    const { settings } = this.ctx.state;
+    const offered = this.offered();
+    if (!offered.includes(this.method)) {
+      this.method = offered.includes(settings.default_method) ? settings.default_method : offered[0];
+    }
+    const methods = $("methods");
+    if (methods.dataset.offered !== offered.join()) {
+      methods.dataset.offered = offered.join();
+      methods.replaceChildren(
+        ...offered.map((method) => {
+          const input = el("input", {
+            type: "radio",
+            name: "method",
+            id: `method-${method}`,
+            value: method,
+          });
+          input.addEventListener("change", () => {
+            this.method = method;
+            this.renderStartFields();
+          });
+          return el("label", { for: `method-${method}`, class: "choice" }, input, METHOD_NAMES[method]);
+        }),
+      );
+      const currency = $("pay-currency");
+      currency.replaceChildren(
+        ...settings.currencies.map((code) => el("option", { value: code }, code)),
+      );
+      currency.value = settings.default_currency;
+    }
+    $(`method-${this.method}`).checked = true;
+    this.renderStartFields();
+  }
+
+  renderStartFields() {
+    const channel = LINK_CHANNELS[this.method];
+    show("link-fields", Boolean(channel));
+    show("link-to", channel && channel !== "chat");
+    $("link-to").labels[0].hidden = !channel || channel === "chat";
+    setText("link-to-label", channel === "email" ? "Customer's e-mail address" : "Customer's mobile number");
+    $("link-to").type = channel === "email" ? "email" : "tel";
+    setText(
+      "start-submit",
+      !channel ? "Take payment" : channel === "chat" ? "Create link" : "Send link",
+    );
+  }
+
+  readStart() {
+    const currency = $("pay-currency").value;
+    const exponent = this.ctx.state.settings.exponents[currency] ?? 2;
+    const amount = parseAmount($("pay-amount").value, exponent);
+    const reference = $("pay-reference").value.trim();
+    if (amount === null) {
+      return { problem: `Enter the amount in ${currency}, for example 12.50.`, focus: "pay-amount" };
+    }
+    if (!reference) return { problem: "Enter a reference (an invoice or order number).", focus: "pay-reference" };
+    return { body: { amount, currency, reference } };
+  }
+
+  async start() {
+    const read = this.readStart();
+    setText("start-message", read.problem ?? "");
+    if (read.problem) {
+      $(read.focus).focus();
+      return;
+    }
+    $("start-submit").disabled = true;
+    try {
+      if (LINK_CHANNELS[this.method]) await this.sendLink(read.body);
+      else await this.openPayment(read.body);
+      $("pay-amount").value = "";
+      $("pay-reference").value = "";
+    } catch (problem) {
+      setText("start-message", friendly(problem));
+    } finally {
+      $("start-submit").disabled = false;
+    }
+  }
+
+  async openPayment(body) {
+    const key = randomId();
+    const path = `/api/v1/calls/${encodeURIComponent(this.callId)}/payments`;
+    const deadline = Date.now() + PROJECTION_RETRY_MS;
+    for (;;) {
+      try {
+        this.payment = await this.ctx.api.postOnce(path, body, key);
+        break;
+      } catch (problem) {
+        const lagging = ["call_not_found", "not_your_call"].includes(problem.code);
+        if (!lagging || Date.now() > deadline) throw problem;
+        await sleep(150);
+      }
+    }
+    setText("capture-message", "");
+    this.render();
+    $("capture-title").focus();
+  }
+
+  async again() {
+    this.payment = null;
+    this.stopLink();
+    this.link = null;
+    const call = this.calls.get(this.callId);
+    if (call?.state === "live") {
+      this.render();
+      $("pay-amount").focus();
+    } else {
+      await this.loadCalls(); // the call has ended: on to the next one, if any
+    }
+  }
+
+  // --- the capture ----------------------------------------------------------------------
+
+  async submit() {
+    $("capture-submit").disabled = true;
+    try {
+      this.payment = await this.ctx.api.post(
+        `/api/v1/payments/${encodeURIComponent(this.payment.id)}/submit`,
+      );
+      setText("capture-message", "");
+    } catch (problem) {
+      setText("capture-message", friendly(problem));
+    }
+    this.render();
+    // The outcome comes by push; ask once more in case this socket was reconnecting.
+    setTimeout(() => this.payment?.status === "submitted" && this.reloadPayment(), 8000);
+  }
+
+  async cancel() {
+    const sure = await confirmDialog(
+      "Cancel this payment?",
+      "The card details keyed so far are wiped. The customer is not charged.",
+      "Cancel payment",
+      "Keep going",
+    );
+    if (!sure) return;
+    try {
+      this.payment = await this.ctx.api.post(
+        `/api/v1/payments/${encodeURIComponent(this.payment.id)}/cancel`,
+      );
+    } catch (problem) {
+      setText("capture-message", friendly(problem));
+    }
+    this.render();
+  }
+
+  async recapture(field) {
+    try {
+      this.payment = await this.ctx.api.post(
+        `/api/v1/payments/${encodeURIComponent(this.payment.id)}/recapture`,
+        { field },
+      );
+      setText("capture-message", `Ask the customer to key the ${FIELD_NAMES[field].toLowerCase()} again.`);
+    } catch (problem) {
+      setText("capture-message", friendly(problem));
+    }
+    this.render();
+  }
+
+  // --- payment links ----------------------------------------------------------------------
+
+  async sendLink(body) {
+    const channel = LINK_CHANNELS[this.method];
+    const minutes = Number.parseInt($("link-expiry").value, 10);
+    const request = { ...body, channel };
+    if (channel !== "chat") request.to = $("link-to").value.trim();
+    if (Number.isFinite(minutes) && minutes > 0) request.expires_in = minutes * 60;
+    this.link = await this.ctx.api.postOnce("/api/v1/payment-links", request);
+    $("link-to").value = "";
+    this.render();
+    this.pollLinkSoon();
+  }
+
+  // Link events are not on the push channel yet: follow the link while it is on screen.
+  pollLinkSoon() {
+    clearTimeout(this.linkTimer);
+    if (this.link && !this.linkFinal()) {
+      this.linkTimer = setTimeout(() => this.pollLink(), LINK_POLL_MS);
+    }
+  }
+
+  linkFinal() {
+    return !LINK_OPEN.has(this.link.status) && !(this.link.attempt && !FINAL.has(this.link.attempt.status));
+  }
+
+  stopLink() {
+    clearTimeout(this.linkTimer);
+  }
+
+  async pollLink() {
+    if (!this.link) return;
+    try {
+      const url = this.link.url;
+      this.link = { ...(await this.ctx.api.get(`/api/v1/payment-links/${encodeURIComponent(this.link.id)}`)), url };
+      if (this.link.payment_id && this.link.status === "completed") {
+        this.payment = await this.ctx.api.get(`/api/v1/payments/${encodeURIComponent(this.link.payment_id)}`);
+      }
+    } catch (problem) {
+      setText("link-message", friendly(problem));
+    }
+    this.render();
+    this.pollLinkSoon();
+  }
+
+  async resendLink() {
+    try {
+      this.link = await this.ctx.api.post(`/api/v1/payment-links/${encodeURIComponent(this.link.id)}/resend`);
+      setText("link-message", "A new link was sent; the old one no longer works.");
+    } catch (problem) {
+      setText("link-message", friendly(problem));
+    }
+    this.render();
+    this.pollLinkSoon();
+  }
+
+  async cancelLink() {
+    const sure = await confirmDialog("Cancel this link?", "The customer will not be able to pay with it.", "Cancel link", "Keep it");
+    if (!sure) return;
+    try {
+      this.link = await this.ctx.api.post(`/api/v1/payment-links/${encodeURIComponent(this.link.id)}/cancel`);
+    } catch (problem) {
+      setText("link-message", friendly(problem));
+    }
+    this.render();
+  }
+
+  async submitLinkPayment() {
+    const id = this.link.attempt?.payment_id;
+    if (!id) return;
+    try {
+      await this.ctx.api.post(`/api/v1/payments/${encodeURIComponent(id)}/submit`);
+    } catch (problem) {
+      setText("link-message", friendly(problem));
+    }
+    await this.pollLink();
+  }
+
+  async copyLink() {
+    try {
+      await navigator.clipboard.writeText($("link-url").value);
+      setText("link-message", "Link copied.");
+    } catch {
+      $("link-url").select();
+      setText("link-message", "Press Ctrl+C to copy the selected link.");
+    }
+  }
+
+  // --- live calls, claiming, link codes ------------------------------------------------------
+
+  async claimByReference() {
+    const reference = $("claim-reference").value.trim();
+    if (!reference) {
+      setText("claim-message", "Enter the reference the customer or the IVR gave you.");
+      return;
+    }
+    try {
+      const call = await this.ctx.api.post("/api/v1/calls/claim", { reference });
+      this.take(call);
+      $("claim-reference").value = "";
+      setText("claim-message", `Call ${call.reference} is now yours.`);
+    } catch (problem) {
+      setText("claim-message", friendly(problem));
+    }
+  }
+
+  async claim(call) {
+    try {
+      this.take(await this.ctx.api.post(`/api/v1/calls/${encodeURIComponent(call.id)}/claim`));
+      setText("claim-message", "");
+    } catch (problem) {
+      setText("claim-message", friendly(problem));
+    }
+  }
+
+  take(call) {
+    this.calls.set(call.id, call);
+    this.choose(call.id);
+    this.render();
+  }
+
+  async linkCode() {
+    try {
+      const issued = await this.ctx.api.post("/api/v1/calls/link-codes");
+      setText("link-code-value", issued.code.split("").join(" "));
+      show("link-code-shown");
+      const ends = Date.now() + issued.expires_in * 1000;
+      const tick = () => {
+        const left = Math.max(0, Math.round((ends - Date.now()) / 1000));
+        setText("link-code-left", `${left} s`);
+        if (!left) {
+          clearInterval(this.codeTimer);
+          show("link-code-shown", false);
+        }
+      };
+      clearInterval(this.codeTimer);
+      tick();
+      this.codeTimer = setInterval(tick, 1000);
+    } catch (problem) {
+      setText("claim-message", friendly(problem));
+    }
+  }
+
+  // --- drawing ------------------------------------------------------------------------------
+
+  render() {
+    this.renderCalls();
+    const call = this.calls.get(this.callId);
+    show("no-call", !call && !this.payment);
+    show("call", Boolean(call || this.payment));
+    if (call) {
+      setText("call-reference", call.reference);
+      setText("call-from", call.from ?? "unknown");
+      setText("call-started", when(call.started_at));
+      setText("call-state", call.state === "live" ? "On the line" : "Ended");
+    }
+    const phase = this.phase(call);
+    show("start", phase === "start");
+    show("capture", phase === "capture");
+    show("link", phase === "link");
+    show("outcome", phase === "outcome");
+    if (phase === "start") this.renderStart();
+    if (phase === "capture") this.renderCapture();
+    if (phase === "link") this.renderLink();
+    if (phase === "outcome") this.renderOutcome();
+  }
+
+  phase(call) {
+    if (this.link && !(this.link.status === "completed" && this.payment && FINAL.has(this.payment.status))) {
+      return "link";
+    }
+    if (this.payment && FINAL.has(this.payment.status)) return "outcome";
+    if (this.payment) return "capture";
+    return call && call.state === "live" && call.agent_id === this.me.id ? "start" : "none";
+  }
+
+  renderCapture() {
+    const payment = this.payment;
+    if (!payment.fields) return;
+    const exponent = this.ctx.state.settings.exponents[payment.currency] ?? 2;
+    setText("capture-summary", `· ${formatMoney(payment.amount, payment.currency, exponent)} · ${payment.reference}`);
+    const statusText = {
+      capturing: "The customer is keying the card on their phone.",
+      ready: "All fields are valid. Submit when the customer is ready.",
+      submitted: "Sending to the payment provider…",
+    }[payment.status] ?? STATUS_NAMES[payment.status] ?? payment.status;
+    setText("capture-status", statusText);
+    const open = OPEN.has(payment.status);
+    $("field-rows").replaceChildren(...payment.fields.map((field) => this.fieldRow(field, open)));
+    $("capture-submit").disabled = payment.status !== "ready";
+    $("capture-cancel").disabled = !open;
+  }
+
+  fieldRow(field, open) {
+    const payment = this.payment;
+    const brand = payment.card?.brand ?? payment.liveBrand;
+    const last4 = payment.card?.last4 ?? payment.liveLast4;
+    const expected = expectedDigits(field.name, brand);
+    const dots = el(
+      "span",
+      { class: "dots", role: "img", "aria-label": `${field.digits} digits keyed` },
+      ...Array.from({ length: Math.max(expected, field.digits) }, (_, i) =>
+        el("span", { class: i < field.digits ? "dot on" : "dot" }, i < field.digits ? "●" : "○"),
+      ),
+    );
+    const verdict = {
+      pending: "Waiting",
+      keying: field.reason ? `Not valid: ${field.reason}` : "Keying…",
+      valid: "Valid",
+      failed: "Too many tries",
+      rejected: `Not valid: ${field.reason ?? ""}`,
+    }[field.status] ?? field.status;
+    const check = [verdict];
+    if (field.name === "pan" && brand) check.unshift(BRANDS[brand] ?? brand);
+    if (field.name === "pan" && last4) check.unshift(`•••• ${last4}`);
+    const left = Math.max(0, (payment.max_attempts ?? 3) - field.attempts);
+    const again = el("button", { type: "button", class: "quiet small", "data-field": field.name }, "Ask again");
+    again.disabled = !open || field.status === "pending";
+    again.setAttribute("aria-label", `Ask for the ${FIELD_NAMES[field.name].toLowerCase()} again`);
+    again.addEventListener("click", () => this.recapture(field.name));
+    const state = field.status === "valid" ? "valid" : field.reason ? "invalid" : field.status;
+    return el(
+      "tr",
+      { id: `field-${field.name}`, "data-state": state, "data-digits": field.digits },
+      el("th", { scope: "row" }, FIELD_NAMES[field.name] ?? field.name),
+      el("td", {}, dots),
+      el("td", { class: "verdict" }, check.join(" · ")),
+      el("td", { class: "left" }, String(left)),
+      el("td", {}, again),
+    );
+  }
+
+  renderOutcome() {
+    const payment = this.payment;
+    const exponent = this.ctx.state.settings.exponents[payment.currency] ?? 2;
+    const money = formatMoney(payment.amount, payment.currency, exponent);
+    const outcome = payment.outcome ?? {};
+    const card = payment.card ? `${BRANDS[payment.card.brand] ?? payment.card.brand} •••• ${payment.card.last4}` : "";
+    const views = {
+      authorized: ["Approved", `${money} was approved${card ? ` on ${card}` : ""}.`,
+        `Provider reference ${outcome.psp_reference ?? "–"} (${outcome.connector ?? "–"})`],
+      declined: ["Declined", declineReason(outcome.decline_code),
+        `Decline code ${outcome.decline_code ?? "–"} (${outcome.connector ?? "–"})`],
+      failed: ["Payment failed",
+        "The payment provider could not complete the payment. Take the payment again in a " +
+          "minute, or send the customer a payment link. If it keeps failing, tell your supervisor.",
+        `Payment ${payment.id}`],
+      cancelled: ["Payment cancelled", cancelText(payment.cancel_reason), ""],
+      expired: ["Payment timed out", "The card details were wiped because the payment took too long. Start again.", ""],
+      refunded: ["Refunded", `${money} was refunded.`, ""],
+      partially_refunded: ["Partly refunded", `Part of ${money} was refunded.`, ""],
+      voided: ["Voided", "The authorization was released; nothing was charged.", ""],
+    };
+    const [title, text, detail] = views[payment.status] ?? [payment.status, "", ""];
+    setText("outcome-title", title);
+    setText("outcome-text", text);
+    const summary = [money, payment.reference, card].filter(Boolean).join(" · ");
+    setText("outcome-detail", [summary, detail].filter(Boolean).join(" — "));
+    $("outcome").dataset.status = payment.status;
+    const live = this.calls.get(this.callId)?.state === "live";
+    setText("outcome-again", live ? "Take another payment" : "Done");
+  }
+
+  renderLink() {
+    const link = this.link;
+    const exponent = this.ctx.state.settings.exponents[link.currency] ?? 2;
+    setText("link-summary", `· ${formatMoney(link.amount, link.currency, exponent)} · ${link.reference}`);
+    const steps = linkSteps(link);
+    $("link-steps").replaceChildren(
+      ...steps.map(([name, done, current]) =>
+        el("li", { class: done ? "done" : current ? "current" : "", "data-step": name.toLowerCase() }, name),
+      ),
+    );
+    $("link-steps").dataset.status = link.status;
+    show("link-url-row", Boolean(link.url) && link.channel === "chat" && LINK_OPEN.has(link.status));
+    if (link.url) $("link-url").value = link.url;
+    show("link-submit", link.attempt?.status === "ready");
+    show("link-resend", LINK_OPEN.has(link.status) && link.channel !== "chat");
+    show("link-cancel", LINK_OPEN.has(link.status));
+  }
+
+  renderCalls() {
+    const supervises = this.ctx.state.supervises;
+    const live = [...this.calls.values()]
+      .filter((call) => call.state === "live" && !call.gone)
+      .sort((a, b) => (b.started_at ?? "").localeCompare(a.started_at ?? ""));
+    $("call-list").replaceChildren(
+      ...live.map((call) => {
+        const mine = call.agent_id === this.me.id;
+        const holder = mine ? "you" : call.agent_id ? this.ctx.username(call.agent_id) : "nobody yet";
+        const actions = [];
+        if (mine && call.id !== this.callId) {
+          actions.push(el("button", { type: "button", class: "quiet small", onclick: () => this.take(call) }, "Show"));
+        }
+        if (!mine && (supervises || !call.agent_id)) {
+          actions.push(
+            el("button", { type: "button", class: "quiet small", onclick: () => this.claim(call) }, "Claim"),
+          );
+        }
+        return el(
+          "li",
+          { "data-call": call.id, class: call.id === this.callId ? "current" : "" },
+          el("strong", {}, call.reference),
+          ` · ${when(call.started_at)} · held by ${holder} `,
+          ...actions,
+        );
+      }),
+    );
+    show("call-list-empty", live.length === 0);
+  }
+}
+
+function expectedDigits(name, brand) {
+  if (name === "pan") return { amex: 15, diners: 14 }[brand] ?? 16;
+  if (name === "expiry") return 4;
+  if (name === "cvv") return brand === "amex" ? 4 : 3;
+  return 0;
+}
+
+function cancelText(reason) {
+  return {
+    agent: "You cancelled the payment. The card details were wiped; nothing was charged.",
+    call_ended: "The call ended before the payment was submitted. Nothing was charged.",
+    expired: "The payment took too long and was wiped. Nothing was charged.",
+    failed: "A field was keyed wrongly too many times. Nothing was charged; start again.",
+    invalid: "The card details were refused. Nothing was charged.",
+  }[reason] ?? "The payment was cancelled. Nothing was charged.";
+}
+
+// [name, done, current] for each step of a link's journey.
+function linkSteps(link) {
+  const message = link.message?.status;
+  const attempt = link.attempt?.status;
+  const ended = { expired: "Expired", cancelled: "Cancelled", failed: "Failed" }[link.status];
+  const sent = link.channel === "chat" || ["sent", "delivered"].includes(message);
+  const steps = [
+    [link.channel === "chat" ? "Created" : "Sent", sent],
+    ...(link.channel === "chat" ? [] : [["Delivered", message === "delivered"]]),
+    ["Opened", Boolean(link.opened_at)],
+    ["Card entered", Boolean(attempt)],
+    ["Paid", link.status === "completed"],
+  ];
+  if (message === "failed") steps.splice(1, 0, ["Not delivered", true]);
+  if (ended) steps.push([ended, true]);
+  const next = steps.findIndex(([, done]) => !done);
+  return steps.map(([name, done], index) => [name, done, index === next && !ended]);
+}
