@@ -104,6 +104,7 @@ def run(
         None,
         [
             f"Transact is running at {url}  (health {url}/healthz, metrics {url}/metrics)",
+            f"Agent UI: {url}/",
             f"Demo sign-in: tenant {DEMO_TENANT}, username {DEMO_AGENT}, password {password}",
             f"Demo media streams: {ws_url}/media/customer and {ws_url}/media/agent, "
             f"tenant {DEMO_TENANT}, token {media_token}",
@@ -520,7 +521,9 @@ def cluster_status(directory: ClusterDir = Path(".transact-cluster")) -> None:
     for health in report:
         state = "ok" if health.healthy else ("unhealthy" if health.alive else "not running")
         out.print(
-            f"{health.name:<24} pid {health.pid:<8} {state:<12} {health.detail}", highlight=False
+            f"{health.name:<24} pid {health.pid:<8} {state:<12} {health.detail}",
+            highlight=False,
+            soft_wrap=True,
         )
     if not all(h.healthy for h in report):
         sys.exit(1)
@@ -708,9 +711,7 @@ def simulate_call(
     plan.realtime = not fast
     if ivr:
         try:
-            ivr_report = asyncio.run(
-                simulate_ivr_call(plan, ivr, keys.upper(), hang_up=hang_up)
-            )
+            ivr_report = asyncio.run(simulate_ivr_call(plan, ivr, keys.upper(), hang_up=hang_up))
         except OSError as exc:
             raise ConfigError(f"cannot reach {url}: {exc}") from None
         print(json.dumps(ivr_report.summary()))

@@ -162,7 +162,7 @@ async def mapped_browser(chromium: str) -> AsyncIterator[Browser]:
 
 def framing(url: str) -> str:
     return (
-        '<!doctype html><title>CRM</title><h1>CRM</h1>'
+        "<!doctype html><title>CRM</title><h1>CRM</h1>"
         f'<iframe src="{url}" title="Payments" width="1200" height="620"></iframe>'
     )
 
@@ -276,7 +276,7 @@ async def test_a_supervisor_on_a_tablet_sees_the_tenant_claims_and_refunds(
         page.on("websocket", lambda socket: sockets.append(socket.url))
         await sign_in(page, centre.base, "sue")
         # Supervisors watch the whole tenant: alice's call, by name.
-        alice_call = page.locator(f"#call-list li[data-call='CA-alice']")
+        alice_call = page.locator("#call-list li[data-call='CA-alice']")
         await expect(alice_call).to_contain_text("held by alice")
         await shots.take(page, "supervisor-calls")
 
@@ -286,7 +286,9 @@ async def test_a_supervisor_on_a_tablet_sees_the_tenant_claims_and_refunds(
         await centre.call("CA-free", agent="")
         free = page.locator("#call-list li[data-call='CA-free']")
         await expect(free).to_contain_text("nobody yet")
-        assert len(sockets) == 2 and "scope=tenant" in sockets[1] and "after=" in sockets[1]
+        assert len(sockets) == 2
+        assert "scope=tenant" in sockets[1]
+        assert "after=" in sockets[1]
 
         # Claimed by its reference, typed loosely (lower case, no dash).
         await page.locator("#claim-reference").fill(centre.reference("CA-free").lower())
@@ -296,6 +298,12 @@ async def test_a_supervisor_on_a_tablet_sees_the_tenant_claims_and_refunds(
         await page.locator("#link-code").click()
         await expect(page.locator("#link-code-value")).to_have_text(re.compile(r"^(\d ){5}\d$"))
         await shots.take(page, "claimed-and-code")
+
+        # A supervisor takes over a call another agent holds, after saying yes.
+        await alice_call.get_by_role("button", name="Take over").click()
+        await page.locator("#confirm-yes").click()
+        await expect(alice_call).to_contain_text("held by you")
+        await expect(page.locator("#call-reference")).to_have_text(centre.reference("CA-alice"))
 
         # Refund part of alice's payment, after saying yes.
         await page.locator("[data-nav=payments]").click()
@@ -345,4 +353,24 @@ async def test_pay_by_link_from_the_start_menu_to_paid(browser: Browser, tmp_pat
 
         await expect(page.locator("#outcome-title")).to_have_text("Approved", timeout=10000)
         await shots.take(page, "link-paid")
+
+        # Mid-capture the customer would rather pay online: the same payment as a link.
+        await page.locator("#outcome-again").click()
+        await page.locator("label[for=method-keypad]").click()
+        await page.locator("#pay-amount").fill("12.00")
+        await page.locator("#pay-reference").fill("INV-L2")
+        await page.locator("#start-submit").click()
+        await expect(page.locator("#capture")).to_be_visible()
+        await page.locator("#capture-to-link").click()
+        await page.locator("#switch-channel").select_option("chat")
+        await page.locator("#switch-submit").click()
+        await expect(page.locator("#link")).to_be_visible()
+        await expect(page.locator("#link-summary")).to_contain_text("INV-L2")
+        await expect(page.locator("#link-url")).to_have_value(re.compile(r"/pay/"))
+        await shots.take(page, "switched-to-link")
+        await page.locator("#link-cancel").click()
+        await page.locator("#confirm-yes").click()
+        await expect(page.locator("#link-steps li[data-step=cancelled]")).to_be_visible()
+        await shots.take(page, "link-cancelled")
         await witness.never_shown(page, PAN)
+        assert witness.problems == []

@@ -28,15 +28,7 @@ from transact.kernel.settings import Settings, load_settings
 KEY = base64.b64encode(b"f" * 32).decode()
 PASSWORD = "correct-horse-42"
 EXAMPLES = 20
-SERVICES = [
-    "gateway",
-    "auth",
-    "correlation",
-    "capture",
-    "psp",
-    "psp-webhooks",
-    "telephony",
-]
+SERVICES = None  # every service the composition root knows: the whole public API
 
 
 @pytest.fixture(scope="module")

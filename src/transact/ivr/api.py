@@ -23,6 +23,15 @@ from transact.kernel.audio import AudioFormatError
 from transact.kernel.errors import ApiError
 from transact.kernel.security import Principal, Role, require
 
+# The upload is the WAV file itself, not JSON: declared here so the schema shows it (any
+# Content-Type is accepted; the bytes say what they are).
+WAV_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
 
 class FlowBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -213,7 +222,7 @@ def build_router(kernel: Kernel) -> APIRouter:
             ],
         }
 
-    @router.put("/api/v1/ivr/prompts/{language}/{name}")
+    @router.put("/api/v1/ivr/prompts/{language}/{name}", openapi_extra=WAV_BODY)
     async def upload_prompt(
         language: str,
         name: str,

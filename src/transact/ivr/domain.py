@@ -237,11 +237,8 @@ def capture_id_for(session_id: str, card: int) -> str:
 
 @dataclass(frozen=True)
 class Began:
-    """The call arrived. The platform may pass the amount; a flow that cannot run says so."""
+    """The call arrived; `unavailable` when it named no flow the tenant has."""
 
-    amount: int | None = None
-    currency: str | None = None
-    reference: str | None = None
     unavailable: bool = False
 
 
@@ -308,10 +305,13 @@ class CaptureEnded:
     reason: str  # capture's cancel reason: failed, expired, call_ended, call_busy, ivr, ...
 
 
+PaymentStatus = Literal["authorized", "declined", "failed"]
+
+
 @dataclass(frozen=True)
 class PaymentDone:
     payment_id: str
-    status: Literal["authorized", "declined", "failed"]
+    status: PaymentStatus
     confirmation: str  # the number the caller is told, chosen by the caller of `advance`
 
 
@@ -393,8 +393,6 @@ def begin(flow: Flow, session_id: str, event: Began) -> Step:
         return _goodbye(flow, session, "unavailable", "unavailable")
     if flow.amount_source == "fixed":
         session = _with_amount(session, flow.amount, flow.currency, flow.reference)
-    elif event.amount is not None:
-        session = _with_amount(session, event.amount, event.currency, event.reference)
     phrases = ["greeting"]
     if session.amount_known:
         phrases += [PAUSE, *_amount_due(session)]

@@ -151,13 +151,13 @@ class Ivr:
         return len(due)
 
     async def payment_outcome(
-        self, tenant_id: str, payment_id: str, status: str, message_id: str
+        self, tenant_id: str, payment_id: str, status: domain.PaymentStatus, message_id: str
     ) -> None:
         async with self.kernel.db.transaction() as session:
             row = await store.session_for_capture(session, tenant_id, payment_id)
-        if row is None or status not in ("authorized", "declined", "failed"):
-            return
-        done = domain.PaymentDone(payment_id, status, new_confirmation())  # type: ignore[arg-type]
+        if row is None:
+            return  # not a self-service payment
+        done = domain.PaymentDone(payment_id, status, new_confirmation())
         await self.drive(tenant_id, row.call_id, lambda _: done, message_id=message_id)
 
     # --- carrying out a step ---------------------------------------------------------

@@ -20,7 +20,7 @@ from transact.ivr import domain
 from transact.ivr.flow import Ivr
 from transact.kernel import Service
 
-OUTCOMES = {
+OUTCOMES: dict[str, domain.PaymentStatus] = {
     PaymentAuthorized.topic: "authorized",
     PaymentDeclined.topic: "declined",
     PaymentFailed.topic: "failed",

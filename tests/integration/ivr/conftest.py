@@ -23,6 +23,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.telephony.conftest import Line, frame_message, serving
+from tests.integration.test_card_data_never_leaks import log_stream  # noqa: F401  (a fixture)
 from tests.servers import free_port
 from transact.auth import Accounts, SigningKeys
 from transact.contracts import Message

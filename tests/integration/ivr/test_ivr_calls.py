@@ -4,6 +4,7 @@ on the keypad, confirms, and the sandbox PSP decides; the card appears nowhere."
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sys
 
@@ -44,7 +45,7 @@ def read_back(flow: dict[str, object], last4: str) -> bytes:
 
 
 async def test_a_caller_pays_a_fixed_amount_alone_and_the_card_is_nowhere(
-    ivr_line: Line2,
+    ivr_line: Line2, log_stream: io.StringIO
 ) -> None:
     flow = await ivr_line.flow(**BILL)
     caller = await ivr_line.call("CA-ivr-paid", "bills")
@@ -93,6 +94,10 @@ async def test_a_caller_pays_a_fixed_amount_alone_and_the_card_is_nowhere(
     assert card_numbers_in(published) == []
     assert PAN not in published
     assert card_numbers_in(await database_dump(ivr_line.line.kernel.db.engine)) == []
+    logs = log_stream.getvalue()
+    assert "ivr" in logs  # the services did log, at DEBUG (SQL parameters too)
+    assert PAN not in logs
+    assert card_numbers_in(logs) == []
 
 
 async def test_a_key_during_a_prompt_stops_it(ivr_line: Line2) -> None:

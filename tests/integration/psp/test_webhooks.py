@@ -165,7 +165,7 @@ async def deliveries(shop: Hooked) -> list[dict[str, Any]]:
     return list(response.json())
 
 
-async def settled(shop: Hooked, count: int = 1, within: float = 5.0) -> list[dict[str, Any]]:
+async def settled(shop: Hooked, count: int = 1, within: float = 20.0) -> list[dict[str, Any]]:
     """The deliveries, once `count` of them are no longer pending."""
     seen: list[dict[str, Any]] = []
     deadline = asyncio.get_running_loop().time() + within

@@ -10,12 +10,14 @@ from hypothesis import strategies as st
 
 from transact.gateway import domain
 from transact.gateway.domain import (
+    AGENT_UI_CSP,
     DEFAULT,
     LOGIN,
     PAY_CSP,
     PAYMENT,
     Route,
     accept_request_id,
+    app_may_set,
     buckets_for,
     classify,
     matches,
@@ -59,13 +61,22 @@ def test_matches_by_whole_segments(pattern: str, path: str, expected: bool) -> N
         ("/api/v1/admin/users/7", "auth"),
         ("/api/v1/calls", "correlation"),
         ("/api/v1/calls/c-1/claim", "correlation"),
-        ("/api/v1/authx", None),
-        ("/nowhere", None),
-        ("/", None),
+        # Whatever no service claims goes to the Agent UI (its page, its files, its 404).
+        ("/api/v1/authx", "agent-ui"),
+        ("/nowhere", "agent-ui"),
+        ("/", "agent-ui"),
+        ("/ui/static/app.js", "agent-ui"),
+        ("/api/v1/agent-ui/settings", "agent-ui"),
     ],
 )
 def test_route_table_names_the_owner(path: str, service: str | None) -> None:
     assert owner(path) == service
+
+
+def test_a_table_without_a_root_route_owns_nothing_unclaimed() -> None:
+    table = [Route("/api/v1/auth", "auth")]
+    assert owner("/api/v1/authx", table) is None
+    assert owner("/", table) is None
 
 
 def test_the_most_specific_route_wins_whatever_the_order() -> None:
@@ -126,6 +137,22 @@ def test_other_paths_get_the_default_policy(path: str) -> None:
     assert csp != PAY_CSP
     assert "object-src 'none'" in csp
     assert "frame-ancestors 'none'" in csp
+
+
+@pytest.mark.parametrize("path", ["/ui", "/ui/", "/ui/static/app.js"])
+def test_the_agent_ui_gets_its_own_policy_and_may_set_it_itself(path: str) -> None:
+    csp = _headers(path)["content-security-policy"]
+    assert csp == AGENT_UI_CSP
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["script-src"] == "'self'"
+    assert directives["frame-ancestors"] == "'none'"  # the page sets its tenant's own
+    assert "unsafe" not in csp
+    assert app_may_set(path) == {"content-security-policy"}
+
+
+@pytest.mark.parametrize("path", ["/", "/pay", "/api/v1/calls", "/uix", "/healthz"])
+def test_elsewhere_the_gateways_headers_replace_the_apps(path: str) -> None:
+    assert app_may_set(path) == frozenset()
 
 
 def test_api_answers_are_never_cached_and_others_are_left_alone() -> None:

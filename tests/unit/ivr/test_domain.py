@@ -147,10 +147,6 @@ class TestGreeting:
         assert step.session.stage is Stage.ACCOUNT
         assert said(step) == ("enter_account",)
 
-    def test_an_amount_from_the_platform_is_used(self) -> None:
-        step = domain.begin(ACCOUNT, "ivs_1", domain.Began(500, "EUR", "R-1"))
-        assert said(step)[-3:] == ("amount_due", "five", "euros")
-
     def test_a_flow_that_cannot_run_says_so_and_ends(self) -> None:
         step = domain.begin(FIXED, "ivs_1", domain.Began(unavailable=True))
         assert said(step) == ("unavailable", PAUSE, "goodbye")

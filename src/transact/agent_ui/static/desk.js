@@ -10,11 +10,11 @@ import {
   FIELD_NAMES,
   METHOD_NAMES,
   STATUS_NAMES,
-  declineReason,
   formatMoney,
   friendly,
   parseAmount,
 } from "./text.js";
+import { destinationLabel, expectedDigits, linkSteps, outcomeView } from "./views.js";
 
 const OPEN = new Set(["capturing", "ready"]);
 const FINAL = new Set([
@@ -29,7 +29,8 @@ const FINAL = new Set([
 ]);
 const LINK_CHANNELS = { link_sms: "sms", link_email: "email", link_chat: "chat" };
 const LINK_OPEN = new Set(["active", "opened"]);
-const LINK_POLL_MS = 2000;
+// Link and message events come by push; this slow look is only a safety net.
+const LINK_POLL_MS = 15_000;
 const EARLY_KEYS_MS = 20_000;
 // Capture learns of a call's agent from the bus, a moment after the page may: opening a
 // payment right after the call appeared is retried for this long.
@@ -66,6 +67,12 @@ export class Desk {
     $("link-code").addEventListener("click", () => this.linkCode());
     $("capture-submit").addEventListener("click", () => this.submit());
     $("capture-cancel").addEventListener("click", () => this.cancel());
+    $("capture-to-link").addEventListener("click", () => this.offerSwitch());
+    $("switch-channel").addEventListener("change", () => this.renderSwitch());
+    $("switch").addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.switchToLink();
+    });
     $("outcome-again").addEventListener("click", () => this.again());
     $("link-resend").addEventListener("click", () => this.resendLink());
     $("link-cancel").addEventListener("click", () => this.cancelLink());
@@ -157,6 +164,13 @@ export class Desk {
       "payment.pending": () => this.outcome(data),
     }[topic];
     if (handler) await handler();
+    // Pay by link: the link's own events, and its message's delivery (`about` the link).
+    const linkId = topic.startsWith("link.")
+      ? data.link_id
+      : topic.startsWith("message.")
+        ? data.about
+        : null;
+    if (linkId && this.link?.id === linkId) await this.pollLink();
   }
 
   ours(captureId) {
@@ -304,7 +318,7 @@ export class Desk {
     show("link-fields", Boolean(channel));
     show("link-to", channel && channel !== "chat");
     $("link-to").labels[0].hidden = !channel || channel === "chat";
-    setText("link-to-label", channel === "email" ? "Customer's e-mail address" : "Customer's mobile number");
+    setText("link-to-label", destinationLabel(channel));
     $("link-to").type = channel === "email" ? "email" : "tel";
     setText(
       "start-submit",
@@ -320,7 +334,9 @@ export class Desk {
     if (amount === null) {
       return { problem: `Enter the amount in ${currency}, for example 12.50.`, focus: "pay-amount" };
     }
-    if (!reference) return { problem: "Enter a reference (an invoice or order number).", focus: "pay-reference" };
+    if (!reference) {
+      return { problem: "Enter a reference (an invoice or order number).", focus: "pay-reference" };
+    }
     return { body: { amount, currency, reference } };
   }
 
@@ -424,6 +440,41 @@ export class Desk {
     this.render();
   }
 
+  // The same payment as a link: remote takes the capture over, card capture wipes it.
+  offerSwitch() {
+    const channels = this.offered().filter((method) => method in LINK_CHANNELS);
+    $("switch-channel").replaceChildren(
+      ...channels.map((method) => el("option", { value: LINK_CHANNELS[method] }, METHOD_NAMES[method])),
+    );
+    const open = $("switch").hidden;
+    show("switch", open);
+    $("capture-to-link").setAttribute("aria-expanded", String(open));
+    this.renderSwitch();
+    if (open) $("switch-channel").focus();
+  }
+
+  renderSwitch() {
+    const channel = $("switch-channel").value;
+    show("switch-to", channel !== "chat");
+    $("switch-to").labels[0].hidden = channel === "chat";
+    setText("switch-to-label", destinationLabel(channel));
+  }
+
+  async switchToLink() {
+    const channel = $("switch-channel").value;
+    const request = { channel, from_payment_id: this.payment.id };
+    if (channel !== "chat") request.to = $("switch-to").value.trim();
+    try {
+      this.link = await this.ctx.api.postOnce("/api/v1/payment-links", request);
+      show("switch", false);
+      $("switch-to").value = "";
+      this.render();
+      this.pollLinkSoon();
+    } catch (problem) {
+      setText("capture-message", friendly(problem));
+    }
+  }
+
   // --- payment links ----------------------------------------------------------------------
 
   async sendLink(body) {
@@ -438,7 +489,6 @@ export class Desk {
     this.pollLinkSoon();
   }
 
-  // Link events are not on the push channel yet: follow the link while it is on screen.
   pollLinkSoon() {
     clearTimeout(this.linkTimer);
     if (this.link && !this.linkFinal()) {
@@ -458,7 +508,8 @@ export class Desk {
     if (!this.link) return;
     try {
       const url = this.link.url;
-      this.link = { ...(await this.ctx.api.get(`/api/v1/payment-links/${encodeURIComponent(this.link.id)}`)), url };
+      const path = `/api/v1/payment-links/${encodeURIComponent(this.link.id)}`;
+      this.link = { ...(await this.ctx.api.get(path)), url };
       if (this.link.payment_id && this.link.status === "completed") {
         this.payment = await this.ctx.api.get(`/api/v1/payments/${encodeURIComponent(this.link.payment_id)}`);
       }
@@ -481,7 +532,12 @@ export class Desk {
   }
 
   async cancelLink() {
-    const sure = await confirmDialog("Cancel this link?", "The customer will not be able to pay with it.", "Cancel link", "Keep it");
+    const sure = await confirmDialog(
+      "Cancel this link?",
+      "The customer will not be able to pay with it.",
+      "Cancel link",
+      "Keep it",
+    );
     if (!sure) return;
     try {
       this.link = await this.ctx.api.post(`/api/v1/payment-links/${encodeURIComponent(this.link.id)}/cancel`);
@@ -524,7 +580,8 @@ export class Desk {
       const call = await this.ctx.api.post("/api/v1/calls/claim", { reference });
       this.take(call);
       $("claim-reference").value = "";
-      setText("claim-message", `Call ${call.reference} is now yours.`);
+      setText("claim-message", "");
+      this.ctx.notify(`Call ${call.reference} is now yours.`);
     } catch (problem) {
       setText("claim-message", friendly(problem));
     }
@@ -533,6 +590,25 @@ export class Desk {
   async claim(call) {
     try {
       this.take(await this.ctx.api.post(`/api/v1/calls/${encodeURIComponent(call.id)}/claim`));
+      setText("claim-message", "");
+    } catch (problem) {
+      setText("claim-message", friendly(problem));
+    }
+  }
+
+  // A supervisor moves a call another agent holds to themselves (a transfer).
+  async takeOver(call) {
+    const holder = this.ctx.username(call.agent_id);
+    const sure = await confirmDialog(
+      `Take over call ${call.reference}?`,
+      `${holder} holds it now. A payment open on it moves to you.`,
+      "Take over",
+      "Leave it",
+    );
+    if (!sure) return;
+    try {
+      const path = `/api/v1/calls/${encodeURIComponent(call.id)}/assign`;
+      this.take(await this.ctx.api.post(path, { agent_id: this.me.id }));
       setText("claim-message", "");
     } catch (problem) {
       setText("claim-message", friendly(problem));
@@ -604,7 +680,8 @@ export class Desk {
     const payment = this.payment;
     if (!payment.fields) return;
     const exponent = this.ctx.state.settings.exponents[payment.currency] ?? 2;
-    setText("capture-summary", `· ${formatMoney(payment.amount, payment.currency, exponent)} · ${payment.reference}`);
+    const money = formatMoney(payment.amount, payment.currency, exponent);
+    setText("capture-summary", `· ${money} · ${payment.reference}`);
     const statusText = {
       capturing: "The customer is keying the card on their phone.",
       ready: "All fields are valid. Submit when the customer is ready.",
@@ -615,6 +692,9 @@ export class Desk {
     $("field-rows").replaceChildren(...payment.fields.map((field) => this.fieldRow(field, open)));
     $("capture-submit").disabled = payment.status !== "ready";
     $("capture-cancel").disabled = !open;
+    const links = this.offered().some((method) => method in LINK_CHANNELS);
+    show("capture-to-link", open && links);
+    if (!open) show("switch", false);
   }
 
   fieldRow(field, open) {
@@ -640,7 +720,11 @@ export class Desk {
     if (field.name === "pan" && brand) check.unshift(BRANDS[brand] ?? brand);
     if (field.name === "pan" && last4) check.unshift(`•••• ${last4}`);
     const left = Math.max(0, (payment.max_attempts ?? 3) - field.attempts);
-    const again = el("button", { type: "button", class: "quiet small", "data-field": field.name }, "Ask again");
+    const again = el(
+      "button",
+      { type: "button", class: "quiet small", "data-field": field.name },
+      "Ask again",
+    );
     again.disabled = !open || field.status === "pending";
     again.setAttribute("aria-label", `Ask for the ${FIELD_NAMES[field.name].toLowerCase()} again`);
     again.addEventListener("click", () => this.recapture(field.name));
@@ -659,29 +743,10 @@ export class Desk {
   renderOutcome() {
     const payment = this.payment;
     const exponent = this.ctx.state.settings.exponents[payment.currency] ?? 2;
-    const money = formatMoney(payment.amount, payment.currency, exponent);
-    const outcome = payment.outcome ?? {};
-    const card = payment.card ? `${BRANDS[payment.card.brand] ?? payment.card.brand} •••• ${payment.card.last4}` : "";
-    const views = {
-      authorized: ["Approved", `${money} was approved${card ? ` on ${card}` : ""}.`,
-        `Provider reference ${outcome.psp_reference ?? "–"} (${outcome.connector ?? "–"})`],
-      declined: ["Declined", declineReason(outcome.decline_code),
-        `Decline code ${outcome.decline_code ?? "–"} (${outcome.connector ?? "–"})`],
-      failed: ["Payment failed",
-        "The payment provider could not complete the payment. Take the payment again in a " +
-          "minute, or send the customer a payment link. If it keeps failing, tell your supervisor.",
-        `Payment ${payment.id}`],
-      cancelled: ["Payment cancelled", cancelText(payment.cancel_reason), ""],
-      expired: ["Payment timed out", "The card details were wiped because the payment took too long. Start again.", ""],
-      refunded: ["Refunded", `${money} was refunded.`, ""],
-      partially_refunded: ["Partly refunded", `Part of ${money} was refunded.`, ""],
-      voided: ["Voided", "The authorization was released; nothing was charged.", ""],
-    };
-    const [title, text, detail] = views[payment.status] ?? [payment.status, "", ""];
+    const [title, text, detail] = outcomeView(payment, exponent);
     setText("outcome-title", title);
     setText("outcome-text", text);
-    const summary = [money, payment.reference, card].filter(Boolean).join(" · ");
-    setText("outcome-detail", [summary, detail].filter(Boolean).join(" — "));
+    setText("outcome-detail", detail);
     $("outcome").dataset.status = payment.status;
     const live = this.calls.get(this.callId)?.state === "live";
     setText("outcome-again", live ? "Take another payment" : "Done");
@@ -716,11 +781,18 @@ export class Desk {
         const holder = mine ? "you" : call.agent_id ? this.ctx.username(call.agent_id) : "nobody yet";
         const actions = [];
         if (mine && call.id !== this.callId) {
-          actions.push(el("button", { type: "button", class: "quiet small", onclick: () => this.take(call) }, "Show"));
+          actions.push(
+            el("button", { type: "button", class: "quiet small", onclick: () => this.take(call) }, "Show"),
+          );
         }
-        if (!mine && (supervises || !call.agent_id)) {
+        if (!mine && !call.agent_id) {
           actions.push(
             el("button", { type: "button", class: "quiet small", onclick: () => this.claim(call) }, "Claim"),
+          );
+        } else if (!mine && supervises) {
+          const takeOver = () => this.takeOver(call);
+          actions.push(
+            el("button", { type: "button", class: "quiet small", onclick: takeOver }, "Take over"),
           );
         }
         return el(
@@ -734,40 +806,4 @@ export class Desk {
     );
     show("call-list-empty", live.length === 0);
   }
-}
-
-function expectedDigits(name, brand) {
-  if (name === "pan") return { amex: 15, diners: 14 }[brand] ?? 16;
-  if (name === "expiry") return 4;
-  if (name === "cvv") return brand === "amex" ? 4 : 3;
-  return 0;
-}
-
-function cancelText(reason) {
-  return {
-    agent: "You cancelled the payment. The card details were wiped; nothing was charged.",
-    call_ended: "The call ended before the payment was submitted. Nothing was charged.",
-    expired: "The payment took too long and was wiped. Nothing was charged.",
-    failed: "A field was keyed wrongly too many times. Nothing was charged; start again.",
-    invalid: "The card details were refused. Nothing was charged.",
-  }[reason] ?? "The payment was cancelled. Nothing was charged.";
-}
-
-// [name, done, current] for each step of a link's journey.
-function linkSteps(link) {
-  const message = link.message?.status;
-  const attempt = link.attempt?.status;
-  const ended = { expired: "Expired", cancelled: "Cancelled", failed: "Failed" }[link.status];
-  const sent = link.channel === "chat" || ["sent", "delivered"].includes(message);
-  const steps = [
-    [link.channel === "chat" ? "Created" : "Sent", sent],
-    ...(link.channel === "chat" ? [] : [["Delivered", message === "delivered"]]),
-    ["Opened", Boolean(link.opened_at)],
-    ["Card entered", Boolean(attempt)],
-    ["Paid", link.status === "completed"],
-  ];
-  if (message === "failed") steps.splice(1, 0, ["Not delivered", true]);
-  if (ended) steps.push([ended, true]);
-  const next = steps.findIndex(([, done]) => !done);
-  return steps.map(([name, done], index) => [name, done, index === next && !ended]);
 }
