@@ -37,16 +37,21 @@ class Front:
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """SIGTERM, then SIGKILL for the process and its group (nginx workers) if it lingers."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-            return
-        except subprocess.TimeoutExpired:
-            pass
+    """SIGTERM, then SIGKILL for the process and its group (nginx workers) if it lingers.
+
+    Only a process that still runs is signalled: an exited one's pid may be reused."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    proc.kill()
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        if os.getpgid(proc.pid) == proc.pid:  # started in a session of its own
+            os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(5)
 
 

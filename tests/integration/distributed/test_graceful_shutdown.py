@@ -58,7 +58,12 @@ class Consumer:
         argv = [sys.executable, "-m", module, str(self.marks), str(seconds), str(port)]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+                argv,
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.port = port
 
