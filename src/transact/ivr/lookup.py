@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import json
 import socket
 import time
@@ -32,6 +31,7 @@ import structlog
 
 from transact.contracts.money import check_money
 from transact.ivr.domain import AccountFound, AccountNotFound, LookupFailed
+from transact.kernel.net import FORBIDDEN_TEXT, Address, address_kind, ip_literal
 
 log = structlog.get_logger("transact.ivr")
 
@@ -40,7 +40,6 @@ MAX_URL_LENGTH: Final = 2048
 MAX_ANSWER_BYTES: Final = 16 * 1024
 SIGNATURE_HEADER: Final = "Transact-Signature"
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 LookupResult = AccountFound | AccountNotFound | LookupFailed
 
 
@@ -70,30 +69,19 @@ def url_problem(url: str, reach: Reach) -> str | None:
         return "lookup_url must use https://"
     if parts.username is not None or parts.password is not None:
         return "lookup_url must not carry credentials; the signature authenticates"
-    literal = _literal(parts.hostname)
+    literal = ip_literal(parts.hostname)
     if literal is not None and (problem := address_problem(literal, reach)):
         return f"lookup_url names {problem}"
     return None
 
 
 def address_problem(address: Address, reach: Reach) -> str | None:
-    ip: Address = address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return None if reach.private else "a loopback address"
-    if ip.is_unspecified or ip.is_multicast or ip.is_link_local or ip.is_reserved:
-        return "a link-local, multicast, reserved or unspecified address"
-    if ip.is_private or not ip.is_global:
-        return None if reach.private else "a private address"
+    kind = address_kind(address)
+    if kind == "forbidden":
+        return FORBIDDEN_TEXT
+    if kind in ("loopback", "private"):
+        return None if reach.private else f"a {kind} address"
     return None
-
-
-def _literal(host: str) -> Address | None:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -172,7 +160,7 @@ class AccountLookup:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        literal = _literal(host)
+        literal = ip_literal(host)
         if literal is not None:
             addresses = [literal]
         else:
@@ -182,7 +170,7 @@ class AccountLookup:
                 )
             except (OSError, UnicodeError):
                 raise ValueError("lookup_url's host does not resolve") from None
-            addresses = [a for a in (_literal(str(i[4][0])) for i in infos) if a is not None]
+            addresses = [a for a in (ip_literal(str(i[4][0])) for i in infos) if a is not None]
         if not addresses:
             raise ValueError("lookup_url's host does not resolve")
         for address in addresses:

@@ -40,7 +40,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import json
 import random
 import secrets
@@ -68,6 +67,7 @@ from transact.contracts.payments import (
 from transact.kernel import Kernel, Service, audit
 from transact.kernel.db import first_time
 from transact.kernel.errors import ApiError, VaultError
+from transact.kernel.net import FORBIDDEN_TEXT, Address, address_kind, ip_literal
 from transact.kernel.security import Principal
 from transact.kernel.sensitive import redact_card_numbers
 from transact.psp import store as payments_store
@@ -197,7 +197,6 @@ class TargetPolicy:
         return self.allow_loopback or self.allow_private
 
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
@@ -215,23 +214,14 @@ class TargetUnresolved(Exception):
 
 def address_problem(address: Address, policy: TargetPolicy) -> str | None:
     """None when `address` may receive webhooks under `policy`, else what kind it is."""
-    ip: Address = address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    if ip.is_loopback:  # before `is_reserved`: ::1 lies in the reserved ::/8
+    kind = address_kind(address)
+    if kind == "loopback":
         return None if policy.allow_loopback or policy.allow_private else "a loopback address"
-    if ip.is_unspecified or ip.is_multicast or ip.is_link_local or ip.is_reserved:
-        return "a link-local, multicast, reserved or unspecified address"
-    if ip.is_private or not ip.is_global:
+    if kind == "forbidden":
+        return FORBIDDEN_TEXT
+    if kind == "private":
         return None if policy.allow_private else "a private (non-public) address"
     return None
-
-
-def _literal(host: str) -> Address | None:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return None
 
 
 def url_problem(url: str, policy: TargetPolicy | None = None) -> str | None:
@@ -260,7 +250,7 @@ def url_problem(url: str, policy: TargetPolicy | None = None) -> str | None:
         return "url must not have a #fragment"
     if parts.scheme == "http" and not policy.allows_http:
         return "url must use https://"
-    literal = _literal(parts.hostname)
+    literal = ip_literal(parts.hostname)
     if literal is not None:
         problem = address_problem(literal, policy)
         if problem:
@@ -295,7 +285,7 @@ async def vet_target(
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    literal = _literal(host)
+    literal = ip_literal(host)
     if literal is not None:
         addresses: list[Address] = [literal]
     else:
@@ -303,7 +293,7 @@ async def vet_target(
             found = await resolve(host, port)
         except (OSError, UnicodeError):
             raise TargetUnresolved(host) from None
-        addresses = [a for a in (_literal(str(x)) for x in found) if a is not None]
+        addresses = [a for a in (ip_literal(str(x)) for x in found) if a is not None]
         if not addresses:
             raise TargetUnresolved(host)
     for address in addresses:
