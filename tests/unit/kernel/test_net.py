@@ -23,7 +23,7 @@ from transact.kernel.net import address_kind, ip_literal
         ("169.254.169.254", "forbidden"),  # cloud metadata
         ("fe80::1", "forbidden"),
         ("224.0.0.1", "forbidden"),
-        ("0.0.0.0", "forbidden"),
+        ("0.0.0.0", "forbidden"),  # noqa: S104  (an address under test, not a bind)
         ("240.0.0.1", "forbidden"),
     ],
 )
