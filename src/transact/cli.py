@@ -477,7 +477,7 @@ def bench_push(
     keys: Annotated[int, typer.Option(min=10, max=5000, help="keys the customer presses")] = 200,
 ) -> None:
     """Key on the customer's line to `capture.progress` on the agent's socket: p50/p99."""
-    from transact.notifications.bench import run as run_bench
+    from transact.push_bench import run as run_bench
 
     print(run_bench(keys))
 

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.contracts import utcnow
-from transact.kernel.db import metadata
+from transact.kernel.db import first_row, metadata
 
 OPEN = ("capturing", "ready")
 
@@ -144,10 +144,7 @@ async def insert(session: AsyncSession, row: Row) -> None:
 
 
 async def get(session: AsyncSession, capture_id: str, *, lock: bool = False) -> Row | None:
-    query = select(sessions).where(sessions.c.id == capture_id)
-    if lock:
-        query = query.with_for_update()
-    found = (await session.execute(query)).first()
+    found = await first_row(session, select(sessions).where(sessions.c.id == capture_id), lock=lock)
     return _row(found) if found else None
 
 
@@ -217,10 +214,7 @@ class Call:
 
 
 async def call(session: AsyncSession, call_id: str, *, lock: bool = False) -> Call | None:
-    query = select(calls).where(calls.c.call_id == call_id)
-    if lock:
-        query = query.with_for_update()
-    found = (await session.execute(query)).first()
+    found = await first_row(session, select(calls).where(calls.c.call_id == call_id), lock=lock)
     if found is None:
         return None
     return Call(found.call_id, found.tenant_id, found.agent_id, found.ended, found.keypad_seq)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.communications.domain import Status
 from transact.contracts import utcnow
-from transact.kernel.db import metadata
+from transact.kernel.db import first_row, metadata
 
 messages = Table(
     "communications_messages",
@@ -120,10 +120,7 @@ async def insert(session: AsyncSession, **values: Any) -> None:
 
 
 async def get(session: AsyncSession, message_id: str, *, lock: bool = False) -> Row | None:
-    query = select(messages).where(messages.c.id == message_id)
-    if lock:
-        query = query.with_for_update()
-    found = (await session.execute(query)).first()
+    found = await first_row(session, select(messages).where(messages.c.id == message_id), lock=lock)
     return _row(found) if found else None
 
 

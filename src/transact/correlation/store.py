@@ -24,7 +24,7 @@ from transact.correlation.domain import (
     Call,
     CallState,
 )
-from transact.kernel.db import metadata
+from transact.kernel.db import first_row, metadata
 
 calls = Table(
     "correlation_calls",
@@ -112,10 +112,11 @@ def _values(call: Call) -> dict[str, Any]:
 async def get(
     session: AsyncSession, tenant_id: str, call_id: str, *, lock: bool = False
 ) -> Call | None:
-    query = select(calls).where(calls.c.tenant_id == tenant_id, calls.c.call_id == call_id)
-    if lock:
-        query = query.with_for_update()
-    found = (await session.execute(query)).first()
+    found = await first_row(
+        session,
+        select(calls).where(calls.c.tenant_id == tenant_id, calls.c.call_id == call_id),
+        lock=lock,
+    )
     return _call(found) if found else None
 
 

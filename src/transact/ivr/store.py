@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.contracts import utcnow
-from transact.kernel.db import metadata
+from transact.kernel.db import first_row, metadata
 
 flows = Table(
     "ivr_flows",
@@ -316,10 +316,11 @@ async def save_session(
 async def session_for_call(
     session: AsyncSession, tenant_id: str, call_id: str, *, lock: bool = False
 ) -> SessionRow | None:
-    query = select(sessions).where(sessions.c.tenant_id == tenant_id, sessions.c.call_id == call_id)
-    if lock:
-        query = query.with_for_update()
-    found = (await session.execute(query)).first()
+    found = await first_row(
+        session,
+        select(sessions).where(sessions.c.tenant_id == tenant_id, sessions.c.call_id == call_id),
+        lock=lock,
+    )
     return _session(found) if found else None
 
 

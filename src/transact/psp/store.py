@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.contracts import utcnow
-from transact.kernel.db import metadata
+from transact.kernel.db import first_row, metadata
 
 payments = Table(
     "psp_payments",
@@ -153,10 +153,7 @@ async def insert_payment(session: AsyncSession, **values: Any) -> None:
 
 
 async def payment(session: AsyncSession, payment_id: str, *, lock: bool = False) -> Payment | None:
-    query = select(payments).where(payments.c.id == payment_id)
-    if lock:
-        query = query.with_for_update()
-    row = (await session.execute(query)).first()
+    row = await first_row(session, select(payments).where(payments.c.id == payment_id), lock=lock)
     return _payment(row) if row else None
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.contracts import utcnow
-from transact.kernel.db import metadata
+from transact.kernel.db import first_row, metadata
 from transact.remote.domain import (
     OPEN,
     Attempt,
@@ -184,10 +184,7 @@ async def insert_link(
 
 
 async def link(session: AsyncSession, link_id: str, *, lock: bool = False) -> Link | None:
-    query = select(links).where(links.c.id == link_id)
-    if lock:
-        query = query.with_for_update()
-    found = (await session.execute(query)).first()
+    found = await first_row(session, select(links).where(links.c.id == link_id), lock=lock)
     return _link(found) if found else None
 
 
@@ -279,10 +276,7 @@ async def insert_attempt(session: AsyncSession, attempt: Attempt) -> None:
 
 
 async def attempt(session: AsyncSession, attempt_id: str, *, lock: bool = False) -> Attempt | None:
-    query = select(attempts).where(attempts.c.id == attempt_id)
-    if lock:
-        query = query.with_for_update()
-    found = (await session.execute(query)).first()
+    found = await first_row(session, select(attempts).where(attempts.c.id == attempt_id), lock=lock)
     return _attempt(found) if found else None
 
 
@@ -327,10 +321,9 @@ def _phone(r: Any) -> PhoneCapture:
 async def phone_capture(
     session: AsyncSession, capture_id: str, *, lock: bool = False
 ) -> PhoneCapture | None:
-    query = select(phone_captures).where(phone_captures.c.id == capture_id)
-    if lock:
-        query = query.with_for_update()
-    found = (await session.execute(query)).first()
+    found = await first_row(
+        session, select(phone_captures).where(phone_captures.c.id == capture_id), lock=lock
+    )
     return _phone(found) if found else None
 
 

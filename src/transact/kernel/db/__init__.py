@@ -5,8 +5,16 @@ service name) and reads only its own. The kernel's own tables are the
 transactional outbox and the handlers' inbox.
 """
 
-from transact.kernel.db.database import Database, metadata
+from transact.kernel.db.database import Database, first_row, metadata
 from transact.kernel.db.inbox import first_time, handle_once
 from transact.kernel.db.outbox import OutboxRelay, add_to_outbox
 
-__all__ = ["Database", "OutboxRelay", "add_to_outbox", "first_time", "handle_once", "metadata"]
+__all__ = [
+    "Database",
+    "OutboxRelay",
+    "add_to_outbox",
+    "first_row",
+    "first_time",
+    "handle_once",
+    "metadata",
+]

@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import MetaData, Row, Select, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -168,3 +168,14 @@ class Database:
 def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+
+
+async def first_row(
+    session: AsyncSession, query: Select[Any], *, lock: bool = False
+) -> Row[Any] | None:
+    """The query's first row, locked for the transaction (`FOR UPDATE`) when asked;
+    SQLite ignores the lock, its one writer at a time already serializes."""
+    if lock:
+        query = query.with_for_update()
+    found: Row[Any] | None = (await session.execute(query)).first()
+    return found
