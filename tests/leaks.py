@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import redis.asyncio as aioredis
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from transact.kernel.pan_scan import redis_texts
 from transact.kernel.sensitive import find_card_numbers
 
 # A digit run glued to letters is part of an identifier (hex ids hold long digit runs,
@@ -30,31 +30,10 @@ def card_numbers_in(blob: bytes | str) -> list[str]:
 
 
 async def redis_raw_dump(url: str, namespace: str = "") -> bytes:
-    """The raw bytes of every value of every key (under `namespace`), whatever its type."""
-    client: Any = aioredis.Redis.from_url(url)
-    chunks: list[bytes] = []
-    try:
-        async for key in client.scan_iter(match=f"{namespace}*", count=500):
-            chunks.append(key)
-            # DUMP too: it is how the value would leave in a backup (compressed when long).
-            chunks.append(await client.dump(key) or b"")
-            kind = (await client.type(key)).decode()
-            if kind == "string":
-                chunks.append(await client.get(key) or b"")
-            elif kind == "stream":
-                for _id, fields in await client.xrange(key):
-                    chunks.extend(k + b"=" + v for k, v in fields.items())
-            elif kind == "hash":
-                chunks.extend(k + b"=" + v for k, v in (await client.hgetall(key)).items())
-            elif kind == "list":
-                chunks.extend(await client.lrange(key, 0, -1))
-            elif kind in ("set", "zset"):
-                chunks.extend(
-                    await client.smembers(key) if kind == "set" else await client.zrange(key, 0, -1)
-                )
-    finally:
-        await client.aclose()
-    return b"\n".join(chunks)
+    """The raw bytes of every key (under `namespace`) and of its value, whatever its type,
+    read the way `transact audit scan` reads them."""
+    texts = [text_ async for _where, text_ in redis_texts(url, match=f"{namespace}*")]
+    return "\n".join(texts).encode("latin-1")
 
 
 async def database_dump(engine: AsyncEngine) -> str:

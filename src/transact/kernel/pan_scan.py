@@ -85,22 +85,25 @@ def _layout(connection: Any) -> list[tuple[str, list[str]]]:
     ]
 
 
-async def redis_texts(url: str) -> AsyncIterator[tuple[str, str]]:
-    """(where, text) for every key: its name, its raw DUMP and its value by type."""
+async def redis_texts(url: str, match: str = "*") -> AsyncIterator[tuple[str, str]]:
+    """(where, text) for every key (matching `match`): its name and its value by type."""
     import redis.asyncio as aioredis
 
     client: Any = aioredis.Redis.from_url(url)
     try:
-        async for key in client.scan_iter(count=500):
+        async for key in client.scan_iter(match=match, count=500):
             name = key.decode("latin-1")
-            parts = [key, await client.dump(key) or b""]
-            parts += await _redis_value(client, key)
+            parts = [key, *await _redis_value(client, key)]
             yield f"redis:{name}", b"\n".join(parts).decode("latin-1")
     finally:
         await client.aclose()
 
 
 async def _redis_value(client: Any, key: bytes) -> list[bytes]:
+    """The value as Redis hands it out, uncompressed. Not the DUMP of readable types: a
+    DUMP holds the same bytes, LZF-compressed when long, where a literal and a
+    back-reference can splice into a Luhn-valid run that is nobody's card (and a
+    compressed PAN is split anyway); a type we cannot read is scanned by its DUMP."""
     kind = (await client.type(key)).decode()
     if kind == "string":
         return [await client.get(key) or b""]
@@ -114,7 +117,7 @@ async def _redis_value(client: Any, key: bytes) -> list[bytes]:
         return list(await client.smembers(key))
     if kind == "zset":
         return list(await client.zrange(key, 0, -1))
-    return []
+    return [await client.dump(key) or b""]
 
 
 def file_texts(paths: Iterable[Path]) -> Iterator[tuple[str, str]]:
