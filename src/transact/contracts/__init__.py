@@ -3,7 +3,16 @@
 Every contract module is imported here, so any message on the bus decodes.
 """
 
-from transact.contracts import calls, capture, ivr, links, messages, money, payments
+from transact.contracts import (
+    calls,
+    capture,
+    ivr,
+    links,
+    messages,
+    money,
+    payments,
+    statements,
+)
 from transact.contracts.base import Message, UnknownMessageType, new_id, utcnow
 
 __all__ = [
@@ -17,5 +26,6 @@ __all__ = [
     "money",
     "new_id",
     "payments",
+    "statements",
     "utcnow",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from transact.contracts.base import Message
 
 
@@ -28,6 +30,17 @@ class PaymentRequested(Message):
     save_card: bool = False
 
 
+class AttemptSummary(BaseModel):
+    """One authorization attempt at one connector, for reporting (no card data)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    connector: str
+    outcome: str  # approved / declined / pending / error / sending (answer unknown)
+    latency_ms: int | None = None
+    decline_code: str | None = None
+
+
 class _Outcome(Message):
     payment_id: str
     connector: str | None = None
@@ -36,6 +49,16 @@ class _Outcome(Message):
     attempts: int = 0
     # The stored card this payment saved (`save_card`) or was charged to, if any.
     stored_card_id: str | None = None
+    # What reporting aggregates by, so it need not wait for `payment.requested`: absent
+    # (None, empty) from messages published before these were carried.
+    amount: int | None = None
+    currency: str | None = None
+    channel: str | None = None
+    agent_id: str | None = None
+    brand: str | None = None
+    latency_ms: int | None = None  # PSP time over all authorization attempts
+    failovers: int | None = None  # connectors left for the next one
+    tried: list[AttemptSummary] = Field(default_factory=list)
 
 
 class PaymentAuthorized(_Outcome):

@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from transact.contracts import Message, utcnow
 from transact.contracts.money import check_money
 from transact.contracts.payments import (
+    AttemptSummary,
     PaymentAuthorized,
     PaymentCaptured,
     PaymentDeclined,
@@ -658,6 +659,7 @@ class Psp:
             "tenant_id": payment.tenant_id,
             "correlation_id": payment_id,
             "stored_card_id": card_id,
+            **await self._reported(session, payment),
         }
         if result.outcome is Outcome.PENDING:
             await self._pending(session, payment, result, connector, attempts)
@@ -695,6 +697,24 @@ class Psp:
             target=payment_id,
             details={"connector": connector, "decline_code": code, "attempts": attempts},
         )
+
+    @staticmethod
+    async def _reported(session: Any, payment: store.Payment) -> dict[str, Any]:
+        """What reporting aggregates an outcome by: the payment's facts and its attempts."""
+        tried = [
+            AttemptSummary(**attempt) for attempt in await store.authorize_summary(session, payment.id)
+        ]
+        timed = [t.latency_ms for t in tried if t.latency_ms is not None]
+        return {
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "channel": payment.channel,
+            "agent_id": payment.agent_id,
+            "brand": payment.brand,
+            "latency_ms": sum(timed) if timed else None,
+            "failovers": max(0, len({t.connector for t in tried}) - 1),
+            "tried": tried,
+        }
 
     async def _pending(
         self,

@@ -235,6 +235,23 @@ async def attempts_of(session: AsyncSession, payment_id: str) -> list[dict[str, 
     return [dict(r._mapping) for r in rows]
 
 
+async def authorize_summary(session: AsyncSession, payment_id: str) -> list[dict[str, Any]]:
+    """The authorization attempts of a payment, in order, without their transcripts."""
+    rows = (
+        await session.execute(
+            select(
+                attempts.c.connector,
+                attempts.c.outcome,
+                attempts.c.latency_ms,
+                attempts.c.decline_code,
+            )
+            .where(attempts.c.payment_id == payment_id, attempts.c.operation == "authorize")
+            .order_by(attempts.c.seq)
+        )
+    ).all()
+    return [dict(r._mapping) for r in rows]
+
+
 async def routes_of(
     session: AsyncSession, tenant_id: str
 ) -> tuple[dict[str, Any], bytes | None] | None:

@@ -163,6 +163,10 @@ class App {
   }
 
   async logout() {
+    // Hang up the push channel first: the server closes it (4401) as the session ends,
+    // which would otherwise race this and tell the agent they timed out.
+    this.push?.stop();
+    this.push = null;
     try {
       await this.api.post("/api/v1/auth/logout");
     } catch {

@@ -113,6 +113,9 @@ class PspResult:
     amount: int | None = None  # what the PSP says was authorized/captured/refunded
     token: str | None = None  # from tokenize, or an authorization that stored the card
     action: Mapping[str, Any] | None = None  # e.g. where the 3-D Secure challenge lives
+    # From a status query, where the provider says it: how much of the payment it has
+    # refunded (reconciliation compares it with ours). None: not said.
+    refunded: int | None = None
 
 
 class Connector(Protocol):

@@ -190,6 +190,7 @@ class SandboxConnector:
         outcome = body.get("status")
         psp_reference = body.get("id")
         amount = body.get("amount")
+        refunded = body.get("refunded")
         if outcome == "approved":
             token = body.get("token")
             return PspResult(
@@ -199,6 +200,7 @@ class SandboxConnector:
                 amount=amount,
                 message=safe_text(body.get("state")),
                 token=token if isinstance(token, str) else None,
+                refunded=refunded if isinstance(refunded, int) else None,
             )
         if outcome == "declined":
             code = _DECLINE_CODES.get(str(body.get("decline_code")), DeclineCode.CARD_DECLINED)
