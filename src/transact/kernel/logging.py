@@ -55,6 +55,9 @@ def _render_exception_masked(
     return rendered
 
 
+WIRE_LOGGERS = ("websockets", "uvicorn.error", "httpcore", "hpack", "aiosmtplib")
+
+
 def configure_logging(level: str = "INFO", json: bool = True, stream: TextIO | None = None) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -88,3 +91,8 @@ def configure_logging(level: str = "INFO", json: bool = True, stream: TextIO | N
         logging.getLogger(name).propagate = True
     # Alembic announces every plugin it loads at INFO; only its problems matter here.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    # At DEBUG these libraries log what crosses the wire: every media frame (call audio,
+    # whose tones are card digits), request headers (PSP keys), SMTP bodies (link
+    # tokens). Debugging Transact never needs that, so they stay at INFO at most.
+    for name in WIRE_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

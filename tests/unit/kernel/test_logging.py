@@ -313,3 +313,17 @@ def test_reconfiguring_does_not_duplicate_output(restore_logging: None) -> None:
     structlog.get_logger().info("once")
     assert first.getvalue() == ""
     assert len(lines(second)) == 1
+
+
+def test_at_debug_the_wire_libraries_keep_call_audio_and_headers_out(
+    restore_logging: None,
+) -> None:
+    out = io.StringIO()
+    configure_logging("DEBUG", json=True, stream=out)
+    logging.getLogger("uvicorn.error").debug('< TEXT \'{"event": "media", "payload": "/w=="}\'')
+    logging.getLogger("websockets.client").debug("> TEXT media frame")
+    logging.getLogger("httpcore.http11").debug("send_request_headers Authorization: Bearer sk")
+    logging.getLogger("aiosmtplib").debug("DATA https://pay.example/pay/secret-token")
+    structlog.get_logger("svc").debug("ours")
+    logging.getLogger("websockets.server").warning("a problem still shows")
+    assert [r["event"] for r in lines(out)] == ["ours", "a problem still shows"]
