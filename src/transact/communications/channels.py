@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from typing import Any
@@ -26,6 +27,7 @@ from transact.communications.domain import (
     SmsConfig,
     smtp_reply,
     twilio_answer,
+    twilio_sent_before,
 )
 
 SMS_TIMEOUT = 10.0
@@ -97,25 +99,63 @@ def twilio_form(config: SmsConfig, sms: Sms) -> dict[str, str]:
     return form
 
 
+def _messages_url(config: SmsConfig) -> str:
+    return f"{config.base_url.rstrip('/')}/2010-04-01/Accounts/{config.account_sid}/Messages.json"
+
+
 async def send_sms(
     client: httpx.AsyncClient, config: SmsConfig, auth_token: str, sms: Sms
 ) -> Delivery:
-    url = f"{config.base_url.rstrip('/')}/2010-04-01/Accounts/{config.account_sid}/Messages.json"
     try:
         response = await client.post(
-            url,
+            _messages_url(config),
             data=twilio_form(config, sms),
             auth=(config.account_sid, auth_token),
             timeout=SMS_TIMEOUT,
         )
-    except httpx.HTTPError as problem:
+    except (httpx.ConnectError, httpx.ConnectTimeout) as problem:
         return Delivery(
             Result.RETRY,
             "twilio",
             reason=f"the SMS provider is unreachable ({type(problem).__name__})",
+        )
+    except httpx.HTTPError as problem:
+        # The request may have got there and only the answer was lost.
+        return Delivery(
+            Result.RETRY,
+            "twilio",
+            reason=f"no answer from the SMS provider ({type(problem).__name__})",
         )
     try:
         body = response.json()
     except ValueError:
         body = None
     return twilio_answer(response.status_code, body)
+
+
+async def sms_sent_before(
+    client: httpx.AsyncClient, config: SmsConfig, auth_token: str, sms: Sms, since: datetime
+) -> Delivery | None:
+    """Before sending again: did an earlier try get through? Its delivery (with its sid and
+    how far it got) if so, None if not, RETRY when the provider cannot say (sending blind
+    could text the customer twice)."""
+    query = {"To": sms.to, "From": config.sender, "DateSent>": since.date().isoformat()}
+    try:
+        response = await client.get(
+            _messages_url(config),
+            params=query,
+            auth=(config.account_sid, auth_token),
+            timeout=SMS_TIMEOUT,
+        )
+        listing = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError) as problem:
+        listing, why = None, type(problem).__name__
+    else:
+        why = str(response.status_code)
+    if listing is None:
+        return Delivery(
+            Result.RETRY,
+            "twilio",
+            reason=f"the SMS provider could not say whether it was sent ({why})",
+        )
+    return twilio_sent_before(listing, sms.body, config.sender, since)

@@ -13,7 +13,8 @@ import hmac
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -373,6 +374,39 @@ def twilio_answer(status: int, body: Any) -> Delivery:
         "twilio",
         reason=twilio_reason(data.get("code"), f"the SMS provider refused it ({status})"),
     )
+
+
+def twilio_sent_before(listing: Any, body: str, sender: str, since: datetime) -> Delivery | None:
+    """Our message in Twilio's `GET .../Messages.json` listing, if it is there: the same
+    text (it carries the link's unique URL) from our number, created since we first tried.
+    A try whose answer was lost may have been sent; this says whether it was, and how
+    far it got, since its status callbacks came while we did not know its sid."""
+    data = listing if isinstance(listing, Mapping) else {}
+    found = data.get("messages")
+    for item in found if isinstance(found, list) else []:
+        if not isinstance(item, Mapping) or not isinstance(item.get("sid"), str):
+            continue
+        if item.get("body") != body or item.get("from") != sender:
+            continue
+        try:
+            created = parsedate_to_datetime(str(item.get("date_created")))
+        except (TypeError, ValueError):
+            continue
+        # Twilio's dates have whole seconds: a message sent in our first try's second counts.
+        if created >= since.replace(microsecond=0):
+            return _listed(item)
+    return None
+
+
+def _listed(item: Mapping[str, Any]) -> Delivery:
+    sid = str(item["sid"])
+    status = callback_status(str(item.get("status")))
+    if status is Status.DELIVERED:
+        return Delivery(Result.DELIVERED, "twilio", provider_id=sid)
+    if status is Status.FAILED:
+        reason = twilio_reason(item.get("error_code"), "the SMS could not be delivered")
+        return Delivery(Result.FAILED, "twilio", provider_id=sid, reason=reason)
+    return Delivery(Result.SENT, "twilio", provider_id=sid)
 
 
 class Status(StrEnum):

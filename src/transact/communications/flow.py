@@ -199,10 +199,13 @@ class Communications:
             return delivery, None
         if row.channel == "sms" and setup.settings.sms is not None and setup.sms_auth_token:
             sms = channels.Sms(to, rendered.sms, self._status_callback(row.tenant_id, setup))
-            delivery = await channels.send_sms(
-                self.http, setup.settings.sms, setup.sms_auth_token, sms
-            )
-            return delivery, None
+            config, token = setup.settings.sms, setup.sms_auth_token
+            if row.attempts:
+                since = row.created_at
+                earlier = await channels.sms_sent_before(self.http, config, token, sms, since)
+                if earlier is not None:
+                    return earlier, None
+            return await channels.send_sms(self.http, config, token, sms), None
         # No provider for this channel: the embedded default keeps it in the outbox.
         text = rendered.sms if row.channel == "sms" else rendered.text
         shown = {"subject": rendered.subject, "text": text, "to": row.to_masked}

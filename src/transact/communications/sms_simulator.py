@@ -13,8 +13,12 @@ text, which is what a handset would show, so a test reads the payment link from 
   receive SMS (21614); a number ending `0003` is accepted, then reported
   `undelivered` with error 30003 (handset unreachable). Every other number is
   reported `sent`, then `delivered`.
+* `GET /2010-04-01/Accounts/{sid}/Messages.json?To&From&DateSent>` lists messages
+  as Twilio does (`{"messages": [...]}`, newest first; `DateSent>` is a day, inclusive).
 * Control: `GET /_sim/messages`, `POST /_sim/faults {status, count}` (the next
-  `count` sends answer `status`, nothing sent), `POST /_sim/reset`, `GET /_sim/health`.
+  `count` sends answer `status`, nothing sent) or `{slow: seconds, count}` (the next
+  `count` sends are sent, and answered only after `seconds`: an answer a client's
+  timeout loses), `POST /_sim/reset`, `GET /_sim/health`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import hmac
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -64,6 +69,7 @@ class SimState:
     auth_token: str
     messages: list[SimMessage] = field(default_factory=list)
     faults: list[int] = field(default_factory=list)
+    slow: list[float] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -142,6 +148,10 @@ async def _report(state: SimState, message: SimMessage) -> None:
                 message.callbacks.append({"status": status, "error": type(problem).__name__})
 
 
+def _day(rfc2822: str) -> str:
+    return parsedate_to_datetime(rfc2822).date().isoformat()
+
+
 def create_sms_simulator(auth_token: str = DEFAULT_AUTH_TOKEN) -> Starlette:
     state = SimState(auth_token)
 
@@ -180,7 +190,25 @@ def create_sms_simulator(auth_token: str = DEFAULT_AUTH_TOKEN) -> Starlette:
         task = asyncio.create_task(_report(state, message))
         state.tasks.add(task)
         task.add_done_callback(state.tasks.discard)
+        if state.slow:
+            await asyncio.sleep(state.slow.pop(0))
         return JSONResponse(_resource(message), status_code=201)
+
+    async def listing(request: Request) -> Response:
+        sid = request.path_params["sid"]
+        if not _authorized(state, request, sid):
+            return _error(401, 20003, "Authenticate")
+        query = request.query_params
+        since = query.get("DateSent>")
+        found = [
+            _resource(m)
+            for m in reversed(state.messages)
+            if m.account_sid == sid
+            and query.get("To") in (None, m.to)
+            and query.get("From") in (None, m.sender)
+            and (since is None or _day(m.created_at) >= since)
+        ]
+        return JSONResponse({"messages": found, "page": 0, "page_size": len(found)})
 
     async def messages(_: Request) -> Response:
         return JSONResponse({"messages": [asdict(m) for m in state.messages]})
@@ -188,15 +216,21 @@ def create_sms_simulator(auth_token: str = DEFAULT_AUTH_TOKEN) -> Starlette:
     async def faults(request: Request) -> Response:
         try:
             body = await request.json()
-            status, count = int(body["status"]), int(body.get("count", 1))
-        except (ValueError, KeyError, TypeError):
-            return JSONResponse({"sim_error": "give {status, count?}"}, status_code=400)
-        state.faults.extend([status] * max(1, count))
-        return JSONResponse({"queued": len(state.faults)}, status_code=201)
+            count = max(1, int(body.get("count", 1)))
+            if "slow" in body:
+                state.slow.extend([float(body["slow"])] * count)
+            else:
+                state.faults.extend([int(body["status"])] * count)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return JSONResponse(
+                {"sim_error": "give {status, count?} or {slow, count?}"}, status_code=400
+            )
+        return JSONResponse({"queued": len(state.faults) + len(state.slow)}, status_code=201)
 
     async def reset(_: Request) -> Response:
         state.messages.clear()
         state.faults.clear()
+        state.slow.clear()
         return JSONResponse({"reset": True})
 
     async def health(_: Request) -> Response:
@@ -205,6 +239,7 @@ def create_sms_simulator(auth_token: str = DEFAULT_AUTH_TOKEN) -> Starlette:
     app = Starlette(
         routes=[
             Route("/2010-04-01/Accounts/{sid}/Messages.json", send, methods=["POST"]),
+            Route("/2010-04-01/Accounts/{sid}/Messages.json", listing, methods=["GET"]),
             Route("/_sim/messages", messages, methods=["GET"]),
             Route("/_sim/faults", faults, methods=["POST"]),
             Route("/_sim/reset", reset, methods=["POST"]),

@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.integration.remote.conftest import (
     SMS_TOKEN,
@@ -16,6 +17,7 @@ from tests.integration.remote.conftest import (
     link_in,
     running_desk,
 )
+from transact.communications import channels
 from transact.communications.domain import twilio_signature
 
 
@@ -177,3 +179,23 @@ async def test_secrets_are_sealed_and_never_shown(desk: Desk, mailbox: Mailbox) 
     )
     assert bad.status_code == 422
     assert "must show the link" in bad.json()["error"]["message"]
+
+
+async def test_an_sms_whose_answer_was_lost_is_not_sent_twice(
+    tmp_path: Path, simulator: str, sms_simulator: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The provider takes the message but answers after our timeout: before trying again
+    # we ask it, find the message, and do not text the customer a second time.
+    monkeypatch.setattr(channels, "SMS_TIMEOUT", 0.5)
+    async with running_desk(tmp_path, simulator) as desk:
+        await desk.comms_settings(sms_settings(sms_simulator))
+        async with httpx.AsyncClient() as http:
+            await http.post(f"{sms_simulator}/_sim/faults", json={"slow": 1.5, "count": 1})
+        link = (await desk.create(channel="sms", to="+447700900321")).json()
+        await desk.wait_link(link["id"], lambda s: s["message"]["status"] == "delivered")
+        async with httpx.AsyncClient() as http:
+            messages = (await http.get(f"{sms_simulator}/_sim/messages")).json()["messages"]
+        [sms] = [m for m in messages if m["to"] == "+447700900321"]
+        [sent] = [m for m in desk.events("message.sent") if m.about == link["id"]]  # type: ignore[attr-defined]
+        assert sent.attempts == 2  # type: ignore[attr-defined]
+        assert link_in(sms["body"]) == link["url"]

@@ -3,12 +3,19 @@ delivery reports and Twilio's signatures."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from transact.communications import domain
-from transact.communications.domain import Delivery, Result, Settings, SettingsError, Status
+from transact.communications.domain import (
+    Delivery,
+    Result,
+    Settings,
+    SettingsError,
+    Status,
+    twilio_sent_before,
+)
 from transact.contracts.messages import InvalidDestination, destination, e164, email_address, mask
 
 VALUES = {
@@ -192,3 +199,39 @@ def test_settings_rules() -> None:
     )
     assert Settings.from_dict(settings.to_dict()) == settings
     assert settings.to_dict()["sms"]["from"] == "ShopPay"
+
+
+def test_an_earlier_try_is_recognised_by_its_text_sender_and_time() -> None:
+    since = datetime(2026, 11, 27, 9, 30, 15, 600000, tzinfo=UTC)
+    ours = {
+        "sid": "SMours",
+        "body": "Pay here: https://pay.example/pay/abc",
+        "from": "+447700900000",
+        "date_created": "Fri, 27 Nov 2026 09:30:15 +0000",
+    }
+    listing = {
+        "messages": [
+            {**ours, "sid": "SMolder", "date_created": "Fri, 27 Nov 2026 09:29:00 +0000"},
+            {**ours, "sid": "SMother", "body": "Another link"},
+            {**ours, "sid": "SMelse", "from": "+447700900999"},
+            "junk",
+            {**ours, "sid": "SMbad", "date_created": "not a date"},
+            ours,
+        ]
+    }
+    body, sender = ours["body"], ours["from"]
+    assert twilio_sent_before(listing, body, sender, since) == Delivery(
+        Result.SENT, "twilio", provider_id="SMours"
+    )
+    delivered = {"messages": [{**ours, "status": "delivered"}]}
+    assert twilio_sent_before(delivered, body, sender, since) == Delivery(
+        Result.DELIVERED, "twilio", provider_id="SMours"
+    )
+    lost = {"messages": [{**ours, "status": "undelivered", "error_code": 30003}]}
+    failed = twilio_sent_before(lost, body, sender, since)
+    assert failed is not None
+    assert failed.result is Result.FAILED
+    assert failed.reason == "the handset is switched off or unreachable"
+    assert twilio_sent_before({"messages": listing["messages"][:5]}, body, sender, since) is None
+    assert twilio_sent_before(None, body, sender, since) is None
+    assert twilio_sent_before({"messages": "x"}, body, sender, since) is None
