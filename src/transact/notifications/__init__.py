@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 from transact.kernel import Kernel, Service
+from transact.kernel.bus import instance_group
 from transact.notifications import handlers
 from transact.notifications.api import build_router
 from transact.notifications.flow import Notifications
@@ -30,7 +30,7 @@ def assemble(kernel: Kernel) -> Push:
     hub = Hub(Metrics(kernel.metrics))
     service = Service(name="notifications", routers=[build_router(kernel, hub, notifications)])
     # Each instance holds its own sockets, so each hears every event.
-    handlers.subscribe(service, notifications, hub, group=f"notifications-{uuid.uuid4().hex[:12]}")
+    handlers.subscribe(service, notifications, hub, group=instance_group("notifications"))
     service.every(PRUNE_EVERY_SECONDS, notifications.prune, "prune")
     service.on_stop.append(hub.close_all)
     return Push(service, hub, notifications)

@@ -7,7 +7,6 @@ are used on their own by the `transact dtmf` commands and must import without it
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,6 +17,7 @@ __all__ = ["build"]
 
 def build(kernel: Kernel) -> Service:
     from transact.kernel import Service
+    from transact.kernel.bus import instance_group
     from transact.telephony import handlers
     from transact.telephony.api import build_router
     from transact.telephony.bridge import Metrics, Switchboard
@@ -34,7 +34,7 @@ def build(kernel: Kernel) -> Service:
     service = Service(name="telephony", routers=[build_router(kernel, board)])
     # Each instance holds its own sockets, so each hears every capture event.
     handlers.subscribe(
-        service, board, group=f"telephony-{uuid.uuid4().hex[:12]}", clips=ClipStore(kernel.cache)
+        service, board, group=instance_group("telephony"), clips=ClipStore(kernel.cache)
     )
     service.on_stop.append(board.close_all)
     return service

@@ -15,6 +15,12 @@ Semantics every backend keeps (the contract suite checks them):
   hand (for up to `stop_grace` seconds, and never longer than the visibility
   timeout, after which the group would hand that message to another consumer
   anyway), and what was taken but not started goes back to the group at once.
+* An instance group (`instance_group()`: a broadcast group of one process, for
+  state only that process holds, such as its sockets) dies with its process:
+  `stop()` removes it. While running, a bus says its instance groups are alive
+  (a key with a TTL of `abandoned_group_after` seconds, renewed every third of
+  it); when a process crashed, the next bus to start on the same topic removes
+  the instance groups nobody says are alive.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ import structlog
 from transact.contracts import Message
 
 Handler = Callable[[Message], Awaitable[None]]
+# Told (topic, group, reason) of each message moved to the dead letters: the kernel
+# counts them in a Prometheus metric, so a poison message pages someone.
+DeadLetterObserver = Callable[[str, str, str], None]
 
 log = structlog.get_logger("transact.bus")
 
@@ -44,6 +53,7 @@ class BusOptions:
     dedupe_window: float = 3600.0
     batch_size: int = 16
     stop_grace: float = 10.0
+    abandoned_group_after: float = 600.0
 
     def __post_init__(self) -> None:
         if self.visibility_timeout <= 0 or self.retry_delay <= 0:
@@ -54,6 +64,8 @@ class BusOptions:
             raise ValueError("retry_delay cannot exceed visibility_timeout")
         if self.max_deliveries < 1:
             raise ValueError("max_deliveries must be at least 1")
+        if self.abandoned_group_after <= 0:
+            raise ValueError("abandoned_group_after must be positive")
 
     @property
     def drain_seconds(self) -> float:
@@ -74,6 +86,7 @@ class DeadLetter:
 
 class Bus(Protocol):
     options: BusOptions
+    observe_dead_letter: DeadLetterObserver | None
 
     async def publish(self, message: Message) -> bool:
         """Publish; False when this message id was already published (deduplicated)."""
@@ -101,6 +114,18 @@ async def drain(tasks: list[asyncio.Task[None]], grace: float) -> None:
     for task in late:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+INSTANCE_MARK = "~"
+
+
+def instance_group(prefix: str) -> str:
+    """A broadcast group of this process alone (see the module's notes)."""
+    return f"{prefix}{INSTANCE_MARK}{uuid.uuid4().hex[:12]}"
+
+
+def is_instance_group(group: str) -> bool:
+    return INSTANCE_MARK in group
 
 
 def consumer_name() -> str:

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 import structlog
 
 from transact.contracts import Message
-from transact.kernel.bus.base import BusOptions, DeadLetter, Handler, drain, run_handler
+from transact.kernel.bus.base import (
+    BusOptions,
+    DeadLetter,
+    DeadLetterObserver,
+    Handler,
+    drain,
+    run_handler,
+)
 
 log = structlog.get_logger("transact.bus")
 
@@ -39,6 +46,7 @@ class MemoryBus:
         self._tasks: list[asyncio.Task[None]] = []
         self._published: dict[str, float] = {}
         self._running = False
+        self.observe_dead_letter: DeadLetterObserver | None = None
 
     @staticmethod
     def _now() -> float:
@@ -126,6 +134,8 @@ class MemoryBus:
             reason=reason,
             deliveries=entry.deliveries,
         )
+        if self.observe_dead_letter is not None:
+            self.observe_dead_letter(topic, group, reason)
 
     async def _consume(self, topic: str, group: str, handler: Handler) -> None:
         g = self._group(topic, group)

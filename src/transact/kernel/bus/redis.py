@@ -29,9 +29,11 @@ from transact.contracts import Message
 from transact.kernel.bus.base import (
     BusOptions,
     DeadLetter,
+    DeadLetterObserver,
     Handler,
     consumer_name,
     drain,
+    is_instance_group,
     run_handler,
 )
 from transact.kernel.errors import BackendUnavailable
@@ -50,6 +52,10 @@ return 0
 """
 
 STREAM_MAXLEN = 100_000
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _ms(seconds: float) -> int:
@@ -81,7 +87,9 @@ class RedisBus:
         self._tasks: list[asyncio.Task[None]] = []
         self._active: list[_Consumer] = []
         self._running = False
+        self._heartbeat: asyncio.Task[None] | None = None
         self._name = consumer_name()
+        self.observe_dead_letter: DeadLetterObserver | None = None
 
     def _stream(self, topic: str) -> str:
         return f"{self._ns}:bus:{topic}"
@@ -113,12 +121,55 @@ class RedisBus:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    def _alive_key(self, group: str) -> str:
+        return f"{self._ns}:bus-instance:{group}"
+
+    def _instance_groups(self) -> set[str]:
+        return {group for _, group, _ in self._consumers if is_instance_group(group)}
+
+    async def _say_alive(self) -> None:
+        ttl = _ms(self.options.abandoned_group_after)
+        for group in self._instance_groups():
+            await self._redis.set(self._alive_key(group), b"1", px=ttl)
+
+    async def _keep_saying_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.abandoned_group_after / 3)
+            try:
+                await self._say_alive()
+            except (RedisError, OSError) as exc:
+                log.warning("bus.instance_heartbeat_failed", error=str(exc))
+
+    async def _remove_abandoned_groups(self, topic: str) -> None:
+        """Instance groups whose process no longer says it is alive (it crashed)."""
+        stream = self._stream(topic)
+        for info in await self._redis.xinfo_groups(stream):
+            name = _text(info["name"])
+            if is_instance_group(name) and not await self._redis.exists(self._alive_key(name)):
+                await self._redis.xgroup_destroy(stream, name)
+                log.info("bus.abandoned_group_removed", topic=topic, group=name)
+
+    async def _remove_instance_groups(self) -> None:
+        for topic, group in {(t, g) for t, g, _ in self._consumers if is_instance_group(g)}:
+            try:
+                await self._redis.xgroup_destroy(self._stream(topic), group)
+                await self._redis.delete(self._alive_key(group))
+            except (RedisError, OSError) as exc:
+                # Left behind: the next instance to start removes it once its key expires.
+                log.warning("bus.instance_group_left", topic=topic, error=str(exc))
+
     async def start(self) -> None:
         if self._running:
             return
+        # Alive before its groups exist, so no other instance takes them for abandoned.
+        await self._say_alive()
         # Groups exist before start() returns, so nothing published after it is missed.
         for topic, group, _ in self._consumers:
             await self._ensure_group(topic, group)
+        for topic in {t for t, _, _ in self._consumers}:
+            await self._remove_abandoned_groups(topic)
+        if self._instance_groups():
+            self._heartbeat = asyncio.create_task(self._keep_saying_alive())
         self._running = True
         for topic, group, handler in self._consumers:
             self._spawn(topic, group, handler)
@@ -130,9 +181,15 @@ class RedisBus:
         # it instead could drop a reply whose entries Redis already counted as ours.
         await drain(self._tasks, self.options.drain_seconds)
         self._tasks.clear()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            self._heartbeat = None
         for consumer in self._active:
-            await self._hand_back(consumer)
+            if not is_instance_group(consumer.group):  # nobody else would take them
+                await self._hand_back(consumer)
         self._active.clear()
+        await self._remove_instance_groups()
 
     async def _hand_back(self, consumer: _Consumer) -> None:
         """Make entries this consumer holds claimable by the group's others right away."""
@@ -284,6 +341,8 @@ class RedisBus:
             reason=reason,
             deliveries=deliveries,
         )
+        if self.observe_dead_letter is not None:
+            self.observe_dead_letter(topic, group, reason)
 
     async def dead_letters(self, topic: str, group: str) -> list[DeadLetter]:
         entries: Any = await self._redis.xrange(self._dlq(topic, group))
