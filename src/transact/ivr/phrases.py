@@ -48,6 +48,12 @@ SENTENCES: Final = MappingProxyType(
         "payment_failed": "Sorry, we could not take your payment. No money has been taken.",
         "too_many_attempts": "Sorry, there have been too many attempts.",
         "goodbye": "Thank you for calling. Goodbye.",
+        # The end of a flow an agent handed the call to: the agent takes it back.
+        "returning": "Please hold while we return you to your agent.",
+        # Played by voice after a card number is spoken (read-back); on the shared shelf.
+        "speech_confirm": "If that is right, say yes, or press 1. "
+        "If it is not, say no, or press 2.",
+        "speech_again": "Please say the card number again.",
     }
 )
 

@@ -2,64 +2,56 @@
 the joining of phrases into what a caller hears.
 
 Everything is 8 kHz G.711 mu-law, the media streams' format, so a prompt goes to
-the caller without conversion. Standard recordings live in `prompts/<language>/<name>.ulaw`
-(raw mu-law, no header), made by `transact ivr render-prompts`.
+the caller without conversion. Standard recordings live in the kernel
+(`transact.kernel.prompts`, shared with voice's read-backs), made by
+`transact ivr render-prompts`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Final
 
 import numpy as np
 
-from transact.contracts.calls import audio_clip_digest, audio_clip_key
 from transact.ivr.domain import Flow
 from transact.ivr.phrases import PAUSE, PAUSE_MS, WORD_GAP_MS
 from transact.kernel.audio import SAMPLE_RATE, AudioFormatError, parse_wav, ulaw_encode
-from transact.kernel.cache import Cache
 
-ULAW_SILENCE: Final = b"\xff"  # mu-law code of a zero sample
-BYTES_PER_SECOND: Final = SAMPLE_RATE  # one byte a sample
+# The standard recordings and the clip shelf are shared with voice (read-backs): they
+# live in the kernel; these names stay for ivr's modules and tests.
+from transact.kernel.prompts import (
+    BYTES_PER_SECOND,
+    CLIP_REFRESH,
+    CLIP_TTL,
+    ULAW_SILENCE,
+    ClipShelf,
+    silence,
+    standard,
+    standard_names,
+)
+
+__all__ = [
+    "BYTES_PER_SECOND",
+    "CLIP_REFRESH",
+    "CLIP_TTL",
+    "ULAW_SILENCE",
+    "ClipShelf",
+    "Composed",
+    "Recording",
+    "accept_upload",
+    "compose",
+    "recordings_wanted",
+    "silence",
+    "standard",
+    "standard_names",
+]
 
 MAX_PROMPT_SECONDS: Final = 30.0
 MIN_PROMPT_SECONDS: Final = 0.2
 MAX_UPLOAD_BYTES: Final = 512 * 1024  # the gateway's body limit usually bites first
 SILENT_PEAK: Final = 200  # a recording that never gets louder than this is silence
-
-CLIP_TTL: Final = 3600.0  # seconds a clip stays in the cache for telephony to fetch
-CLIP_REFRESH: Final = CLIP_TTL / 2  # put it again when it was put longer ago than this
-
-
-def silence(ms: int) -> bytes:
-    return ULAW_SILENCE * (SAMPLE_RATE * ms // 1000)
-
-
-@cache
-def standard(language: str, name: str) -> bytes | None:
-    """A standard recording shipped with the package, or None when there is none."""
-    if not name.replace("_", "").isalnum():
-        return None
-    path = resources.files("transact.ivr").joinpath("prompts", language, f"{name}.ulaw")
-    try:
-        return path.read_bytes()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def standard_names(language: str) -> list[str]:
-    folder = resources.files("transact.ivr").joinpath("prompts", language)
-    if not folder.is_dir():
-        return []
-    return sorted(
-        entry.name.removesuffix(".ulaw")
-        for entry in folder.iterdir()
-        if entry.name.endswith(".ulaw")
-    )
 
 
 # --- tenants' own recordings ----------------------------------------------------------
@@ -126,28 +118,3 @@ def compose(flow: Flow, phrases: Sequence[str], own: Mapping[str, bytes] | None 
 def recordings_wanted(flow: Flow, phrases: Sequence[str]) -> set[str]:
     """The tenant recordings a prompt may use: each phrase's own name and the flow's choice."""
     return {name for p in phrases if p != PAUSE for name in (p, flow.say(p))}
-
-
-class ClipShelf:
-    """Puts clips in the cache, by their SHA-256, for telephony to fetch and play.
-
-    A clip that was put recently is not put again: the standard phrases recur on
-    every call, and a clip's name never changes its meaning.
-    """
-
-    def __init__(self, cache: Cache) -> None:
-        self._cache = cache
-        self._put_at: dict[str, float] = {}
-
-    async def names(self, clips: Sequence[bytes]) -> list[str]:
-        names: list[str] = []
-        now = time.monotonic()
-        for clip in clips:
-            digest = audio_clip_digest(clip)
-            if now - self._put_at.get(digest, -CLIP_TTL) > CLIP_REFRESH:
-                await self._cache.set(audio_clip_key(digest), clip, ttl=CLIP_TTL)
-                self._put_at[digest] = now
-            names.append(digest)
-        if len(self._put_at) > 10_000:  # per-call clips (amounts) come and go
-            self._put_at = {d: t for d, t in self._put_at.items() if now - t < CLIP_REFRESH}
-        return names

@@ -1,6 +1,6 @@
 """Record the standard prompts with espeak-ng, offline: `transact ivr render-prompts`.
 
-Run once and commit the output (`src/transact/ivr/prompts/<language>/*.ulaw`); the
+Run once and commit the output (`src/transact/kernel/prompts/<language>/*.ulaw`); the
 service only reads the files. Each phrase of `phrases.TEXTS` is synthesized (espeak-ng
 writes 22.05 kHz 16-bit WAV), cut to the voice (silence trimmed at both ends),
 band-limited and resampled to 8 kHz, brought to one level, and written as raw mu-law.
@@ -113,4 +113,5 @@ def render_all(
 
 
 def default_folder(language: str = "en") -> Path:
-    return Path(__file__).parent / "prompts" / language
+    """The kernel's shelf of standard recordings (ivr and voice play them)."""
+    return Path(__file__).parent.parent / "kernel" / "prompts" / language

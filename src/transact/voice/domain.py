@@ -1,0 +1,182 @@
+"""Speech capture rules, free of I/O: what an utterance means for card capture, what the
+agent may read of it, and the read-back of a spoken card number.
+
+An utterance is what the recognizer heard up to a caller's pause. During a capture it
+becomes keys exactly like a keypad's: its digits, `*` first when the caller starts the
+field again ("scratch that"), `#` last when they say they are done ("that's it"). A
+field ends the way a keyed one does: by its length (capture completes a 16-digit card
+number, a 4-digit expiry, a 3- or 4-digit code on their own) or by the `#`.
+
+What the agent sees of it is a label ("[card number: 4 digits]"), never a digit the
+caller said; outside a capture, the whole text with card-like runs redacted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from transact.voice.numbers import likely_digits, redact, spoken_digits
+
+Answer = Literal["yes", "no"]
+
+FIELD_ORDER: Final = ("pan", "expiry", "cvv", "postcode")
+DEFAULT_FIELDS: Final = ("pan", "expiry", "cvv")
+FIELD_LABELS: Final = {
+    "pan": "card number",
+    "expiry": "expiry",
+    "cvv": "security code",
+    "postcode": "postcode",
+}
+
+_WORDS: Final = re.compile(r"[a-z]+(?:'[a-z]+)?")
+# Said to end a field early (a card number shorter than its brand's usual length).
+_DONE: Final = (
+    ("that's", "it"),
+    ("that", "is", "it"),
+    ("that's", "all"),
+    ("done",),
+    ("finished",),
+    ("hash",),
+    ("pound",),
+)
+# Said to start the field again.
+_CLEAR: Final = (
+    ("scratch", "that"),
+    ("start", "again"),
+    ("start", "over"),
+    ("let", "me", "start", "again"),
+    ("clear",),
+    ("star",),
+    ("sorry", "no"),
+)
+_YES: Final = frozenset(
+    {"yes", "yeah", "yep", "yup", "correct", "right", "affirmative", "confirm", "sure"}
+)
+_NO: Final = frozenset({"no", "nope", "wrong", "incorrect", "not"})
+_KEY_ANSWERS: Final[dict[str, Answer]] = {"1": "yes", "2": "no"}
+
+MAX_CONFIRM_PROMPTS: Final = 2  # the read-back's question, asked at most this often
+
+
+def _words(text: str) -> list[str]:
+    return _WORDS.findall(text.lower().replace("\u2019", "'"))
+
+
+def _says(words: Sequence[str], phrases: Sequence[tuple[str, ...]]) -> bool:
+    for phrase in phrases:
+        n = len(phrase)
+        if any(tuple(words[i : i + n]) == phrase for i in range(len(words) - n + 1)):
+            return True
+    return False
+
+
+# How many digits one utterance of a field usually holds: a card number is asked for in
+# groups of four (or said whole), an expiry is four, a security code three or four.
+EXPECTED_DIGITS: Final = {
+    "pan": frozenset({4, 8, 12, 16, 13, 15, 19}),
+    "expiry": frozenset({4}),
+    "cvv": frozenset({3, 4}),
+}
+
+
+def keys_from_speech(text: str, alternatives: Sequence[str] = (), field: str | None = None) -> str:
+    """The keys an utterance stands for: "*" if the caller started again, the digits
+    they said, "#" if they said they were done. The digits come from the first of the
+    recognizer's readings (best first) with a count `field` expects: Whisper miscounts a
+    run of one digit, and the right count is usually among its other readings.
+
+    >>> keys_from_speech("four one one one")
+    '4111'
+    >>> keys_from_speech("sorry, no, start again: four two")
+    '*42'
+    >>> keys_from_speech("one two three, that's it")
+    '123#'
+    """
+    words = _words(text)
+    expected = EXPECTED_DIGITS.get(field or "")
+    digits = likely_digits([text, *alternatives], expected) if expected else spoken_digits(text)
+    clear = "*" if _says(words, _CLEAR) else ""
+    done = "#" if _says(words, _DONE) else ""
+    return clear + digits + done
+
+
+def answer_of(text: str) -> Answer | None:
+    """Yes or no to the read-back; None when the caller said neither, or both."""
+    words = set(_words(text))
+    yes, no = bool(words & _YES), bool(words & _NO)
+    if yes == no:
+        return None
+    return "yes" if yes else "no"
+
+
+def key_answer(key: str) -> Answer | None:
+    """The read-back's keypad answer: 1 yes, 2 no."""
+    return _KEY_ANSWERS.get(key)
+
+
+def after_answer(text: str) -> str:
+    """What follows the yes in "yes, twelve twenty eight": the next field's keys."""
+    match = re.search(r"\b(yes|yeah|yep|yup|correct|right)\b[\s,.!]*", text, re.IGNORECASE)
+    return keys_from_speech(text[match.end() :]) if match else ""
+
+
+def capture_transcript(field_name: str | None, keys: str) -> str:
+    """What the agent reads of an utterance during a capture: a label, never its digits."""
+    digits = sum(key.isdigit() for key in keys)
+    what = FIELD_LABELS.get(field_name or "", "card details")
+    parts: list[str] = []
+    if keys.startswith("*"):
+        parts.append(f"[{what}: started again]")
+    if digits:
+        parts.append(f"[{what}: {digits} digit{'s' if digits != 1 else ''}]")
+    if keys.endswith("#"):
+        parts.append(f"[{what}: done]")
+    return " ".join(parts) or "[no card details heard]"
+
+
+def free_transcript(text: str) -> str:
+    """A call's transcript outside a capture, every card-like run replaced by a label."""
+    return redact(text).strip()
+
+
+def readback_phrases(last4: str) -> list[str]:
+    """The standard phrases of the read-back: "You entered a card ending in four two four
+    two. If that is right, say yes, or press 1. ..." (`None` marks a pause)."""
+    if not (len(last4) == 4 and last4.isascii() and last4.isdigit()):
+        raise ValueError("last4 must be 4 digits")
+    words = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    return ["readback_card", *(words[int(d)] for d in last4), PAUSE, "speech_confirm"]
+
+
+PAUSE: Final = "_pause"
+
+
+# --- what capture has told us about one capture ---------------------------------------------
+
+
+@dataclass
+class CaptureView:
+    """Which field a capture is asking for, followed from its progress events, so a
+    transcript names the field and the read-back comes once the card number is valid."""
+
+    fields: tuple[str, ...] = DEFAULT_FIELDS
+    complete: set[str] = field(default_factory=set)
+    current: str | None = "pan"
+
+    def progress(self, name: str, event: str, complete: bool, valid: bool | None) -> None:
+        if name not in self.fields:
+            return
+        if event == "completed" and complete and valid:
+            self.complete.add(name)
+            self.current = next((f for f in self.fields if f not in self.complete), None)
+        elif event in ("recapture", "key", "rejected", "cleared") and not complete:
+            self.complete.discard(name)
+            if event != "cleared" or self.current is None:
+                self.current = name
+
+    def pan_confirmable(self, name: str, event: str, valid: bool | None, last4: str | None) -> bool:
+        """This event is the card number becoming complete and valid: read it back."""
+        return name == "pan" and event == "completed" and bool(valid) and bool(last4)
