@@ -29,3 +29,8 @@ class IvrStep(Message):
     reference: str | None = None
     outcome: str | None = None
     confirmation: str | None = None
+    # A call an agent handed over: that agent (their screen follows the session), and the
+    # card's brand and last four once known, for the outcome they are shown.
+    agent_id: str | None = None
+    brand: str | None = None
+    last4: str | None = None

@@ -23,7 +23,7 @@ def build(kernel: Kernel) -> Service:
     settings = kernel.settings
     reach = Reach(private=settings.webhook_allow_private or settings.demo)
     ivr = Ivr(kernel, AccountLookup(reach), ClipShelf(kernel.cache))
-    service = Service(name="ivr", routers=[build_router(kernel)])
+    service = Service(name="ivr", routers=[build_router(kernel, ivr)])
     handlers.subscribe(service, ivr)
     service.every(TIMEOUT_SWEEP_SECONDS, ivr.sweep, "timeouts")
     return service

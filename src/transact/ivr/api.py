@@ -1,5 +1,8 @@
 """The ivr service's HTTP face: flows and prompt recordings (admins), sessions (supervisors).
 
+Agents: `POST /api/v1/calls/{call_id}/ivr` hands the call they hold to a flow (it comes
+back to them at the end), `GET /api/v1/ivr/lines` lists the flows they may choose from.
+
 A prompt is uploaded as the raw bytes of a WAV file (`Content-Type: audio/wav`),
 8 kHz mono, 16-bit PCM or mu-law; the gateway's body limit (TRANSACT_MAX_BODY_BYTES)
 caps its size, so long prompts are best sent as mu-law (8 KB a second).
@@ -11,14 +14,15 @@ import base64
 import secrets
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from transact.contracts import utcnow
+from transact.contracts.money import check_money
 from transact.ivr import domain, phrases, prompts, store
-from transact.ivr.flow import lookup_secret_context
+from transact.ivr.flow import HandedAmount, Ivr, lookup_secret_context
 from transact.ivr.lookup import Reach, url_problem
-from transact.kernel import Kernel, audit
+from transact.kernel import Kernel, audit, idempotency
 from transact.kernel.audio import AudioFormatError
 from transact.kernel.errors import ApiError
 from transact.kernel.security import Principal, Role, require
@@ -48,6 +52,46 @@ class FlowBody(BaseModel):
     max_attempts: StrictInt = 3
     input_timeout: float = 8.0
     prompts: dict[str, str] = Field(default_factory=dict, max_length=64)
+    after: str = "hangup"
+
+
+class HandoverBody(BaseModel):
+    """An agent's call to a flow: the amount, when the agent says it, replaces the flow's."""
+
+    model_config = ConfigDict(extra="forbid")
+    flow: Annotated[str, Field(min_length=1, max_length=64)]
+    amount: StrictInt | None = None
+    currency: Annotated[str, Field(min_length=3, max_length=3)] | None = None
+    reference: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+
+def handed_amount(body: HandoverBody) -> HandedAmount | None:
+    """The amount the agent gave, checked; None when they gave none (422 when half)."""
+    if body.amount is None:
+        if body.currency is not None or body.reference is not None:
+            raise ApiError(422, "invalid_amount", "currency and reference come with an amount")
+        return None
+    currency = (body.currency or "GBP").upper()
+    problem = check_money(body.amount, currency)
+    if problem:
+        raise ApiError(
+            422, "invalid_amount" if "amount" in problem else "invalid_currency", problem
+        )
+    if body.reference is None:
+        raise ApiError(422, "invalid_reference", "an amount needs its reference")
+    return HandedAmount(body.amount, currency, body.reference)
+
+
+def describe_line(row: store.FlowRow) -> dict[str, Any]:
+    """What an agent sees of a flow: enough to choose one, nothing of its secrets or URL."""
+    settings = row.settings
+    return {
+        "name": row.name,
+        "amount_source": settings.get("amount_source", "fixed"),
+        "amount": settings.get("amount"),
+        "currency": settings.get("currency"),
+        "reference": settings.get("reference"),
+    }
 
 
 def describe_flow(row: store.FlowRow, secret: str | None = None) -> dict[str, Any]:
@@ -82,16 +126,18 @@ def describe_session(row: store.SessionRow) -> dict[str, Any]:
         if state.get("last4")
         else None,
         "confirmation": state.get("confirmation"),
+        "agent_id": row.agent_id,
         "created_at": row.created_at.isoformat(),
         "updated_at": row.updated_at.isoformat(),
     }
 
 
-def build_router(kernel: Kernel) -> APIRouter:
+def build_router(kernel: Kernel, ivr: Ivr) -> APIRouter:
     router = APIRouter(tags=["ivr"])
     auth = kernel.authenticator
     admin = require(auth, Role.ADMIN)
     supervisor = require(auth, Role.SUPERVISOR, Role.ADMIN)
+    agent = require(auth, Role.AGENT, Role.SUPERVISOR, Role.ADMIN)
     reach = Reach(private=kernel.settings.webhook_allow_private or kernel.settings.demo)
 
     async def checked(principal: Principal, body: FlowBody) -> domain.Flow:
@@ -276,6 +322,38 @@ def build_router(kernel: Kernel) -> APIRouter:
                 target=f"{language[:8]}/{name[:48]}",
             )
         return Response(status_code=204)
+
+    @router.post("/api/v1/calls/{call_id}/ivr", status_code=201)
+    async def hand_over(
+        call_id: str,
+        body: HandoverBody,
+        response: Response,
+        principal: Annotated[Principal, Depends(agent)],
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Send the call I hold to a payment line; it comes back to me when the flow ends."""
+        amount = handed_amount(body)
+
+        async def work() -> dict[str, Any]:
+            row = await ivr.hand_over(principal, call_id[:128], body.flow, amount)
+            return describe_session(row)
+
+        return await idempotency.answer_once(
+            kernel.db,
+            "ivr.handover",
+            principal.tenant_id,
+            idempotency_key,
+            idempotency.fingerprint(principal.id, call_id, body.model_dump()),
+            response,
+            work,
+            201,
+        )
+
+    @router.get("/api/v1/ivr/lines")
+    async def list_lines(principal: Annotated[Principal, Depends(agent)]) -> list[dict[str, Any]]:
+        """The flows an agent may send a call to (every flow of the tenant, by name)."""
+        async with kernel.db.transaction() as session:
+            return [describe_line(r) for r in await store.flows_of(session, principal.tenant_id)]
 
     @router.get("/api/v1/ivr/sessions")
     async def list_sessions(

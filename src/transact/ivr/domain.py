@@ -39,7 +39,11 @@ CONFIRMATION_DIGITS: Final = 6
 # telling the caller something went wrong.
 SERVICE_WAIT: Final = 15.0
 
-AmountSource = Literal["fixed", "account"]
+# `agent`: the amount and reference are handed over by the agent who sends the call.
+AmountSource = Literal["fixed", "account", "agent"]
+# Where the caller goes when the flow is over. A call an agent handed over always goes
+# back to that agent; `agent` on a self-service call keeps it open for an agent leg.
+After = Literal["hangup", "agent"]
 
 
 # --- flow settings --------------------------------------------------------------------
@@ -64,6 +68,7 @@ class Flow:
     # Phrase names to say instead of the standard ones (a tenant's own recordings),
     # e.g. {"greeting": "acme_welcome", "approved": "acme_thanks"}.
     prompts: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    after: After = "hangup"
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -75,8 +80,10 @@ class Flow:
     def _problem(self) -> str | None:
         if not NAME_PATTERN.fullmatch(self.name):
             return "name: 1-64 letters, digits, '_' or '-'"
-        if self.amount_source not in ("fixed", "account"):
-            return "amount_source must be fixed or account"
+        if self.amount_source not in ("fixed", "account", "agent"):
+            return "amount_source must be fixed, account or agent"
+        if self.after not in ("hangup", "agent"):
+            return "after must be hangup or agent"
         if self.amount_source == "fixed":
             if self.amount is None or not self.reference:
                 return "a fixed flow needs amount and reference"
@@ -198,6 +205,11 @@ class Session:
     outcome: Outcome | None = None
     confirmation: str | None = None
     deadline: datetime | None = None
+    agent_id: str | None = None  # the agent who handed the call over, who gets it back
+
+    @property
+    def handed_over(self) -> bool:
+        return self.agent_id is not None
 
     @property
     def mark(self) -> str:
@@ -237,9 +249,17 @@ def capture_id_for(session_id: str, card: int) -> str:
 
 @dataclass(frozen=True)
 class Began:
-    """The call arrived; `unavailable` when it named no flow the tenant has."""
+    """The call arrived; `unavailable` when it named no flow the tenant has.
+
+    A call an agent hands over names that agent (`agent_id`) and may bring the amount
+    (`amount`, `currency`, `reference`), which then replaces the flow's own source.
+    """
 
     unavailable: bool = False
+    agent_id: str | None = None
+    amount: int | None = None
+    currency: str | None = None
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -370,7 +390,15 @@ class HangUp:
     pass
 
 
-Action = Say | LookUp | OpenCapture | Submit | HangUp
+@dataclass(frozen=True)
+class Handover:
+    """Take the call from its agent (`on`: the flow has the customer, the agent hears
+    hold) or give it back (off: the bridge again; a call with no agent leg ends)."""
+
+    on: bool
+
+
+Action = Say | LookUp | OpenCapture | Submit | HangUp | Handover
 
 
 @dataclass(frozen=True)
@@ -387,16 +415,34 @@ class Step:
 
 
 def begin(flow: Flow, session_id: str, event: Began) -> Step:
-    """A new session: the greeting (and the amount, when it is known already)."""
-    session = Session(id=session_id, stage=Stage.GREETING)
+    """A new session: the greeting (and the amount, when it is known already). A call
+    an agent hands over is taken from the agent first."""
+    session = Session(id=session_id, stage=Stage.GREETING, agent_id=event.agent_id)
+    taken: tuple[Action, ...] = (Handover(on=True),) if event.agent_id else ()
+    step = _greet(flow, session, event)
+    return Step(step.session, (*taken, *step.actions))
+
+
+def _greet(flow: Flow, session: Session, event: Began) -> Step:
     if event.unavailable:
         return _goodbye(flow, session, "unavailable", "unavailable")
-    if flow.amount_source == "fixed":
+    if event.amount is not None:
+        currency = event.currency or flow.currency
+        session = _with_amount(session, event.amount, currency, event.reference)
+    elif flow.amount_source == "fixed":
         session = _with_amount(session, flow.amount, flow.currency, flow.reference)
+    elif flow.amount_source == "agent":
+        # Only an agent can say how much: a caller dialling such a flow cannot pay.
+        return _goodbye(flow, session, "unavailable", "unavailable")
     phrases = ["greeting"]
     if session.amount_known:
         phrases += [PAUSE, *_amount_due(session)]
     return _say(flow, session, phrases)
+
+
+def returns_to_agent(flow: Flow, session: Session) -> bool:
+    """Whether the end of the flow gives the call back rather than hanging up."""
+    return session.handed_over or flow.after == "agent"
 
 
 def advance(flow: Flow, session: Session, event: Input, now: datetime) -> Step:
@@ -461,7 +507,8 @@ def _spoken(flow: Flow, session: Session) -> Step:
     if session.stage is Stage.OUTCOME:
         return _goodbye(flow, session, session.outcome or "paid")
     ended = dataclasses.replace(session, stage=Stage.ENDED, deadline=None)
-    return Step(ended, (HangUp(),))
+    last: Action = Handover(on=False) if returns_to_agent(flow, session) else HangUp()
+    return Step(ended, (last,))
 
 
 def _timeout(flow: Flow, session: Session, now: datetime) -> Step:
@@ -734,7 +781,8 @@ def _open_capture(session: Session, *, replaces: str | None) -> Step:
 
 def _goodbye(flow: Flow, session: Session, outcome: Outcome, *before: str) -> Step:
     leaving = dataclasses.replace(session, stage=Stage.GOODBYE, outcome=outcome, typed="")
-    return _say(flow, leaving, [*before, *([PAUSE] if before else []), "goodbye"], barge_in=False)
+    last = "returning" if returns_to_agent(flow, session) else "goodbye"
+    return _say(flow, leaving, [*before, *([PAUSE] if before else []), last], barge_in=False)
 
 
 def _with_amount(

@@ -13,21 +13,24 @@ from __future__ import annotations
 import base64
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.contracts import Message, utcnow
-from transact.contracts.calls import CallHangup, CallPlay, ivr_key_context
+from transact.contracts.calls import CallHandover, CallHangup, CallPlay, ivr_key_context
 from transact.contracts.capture import CaptureRequested, CaptureSubmitRequested
 from transact.contracts.ivr import IvrStep
 from transact.ivr import domain, prompts, store
 from transact.ivr.domain import Flow, Input, Session, Stage, Step
 from transact.ivr.lookup import AccountLookup, LookupResult
-from transact.kernel import Kernel
+from transact.kernel import Kernel, audit
 from transact.kernel.db import add_to_outbox, first_time
-from transact.kernel.errors import VaultError
+from transact.kernel.errors import ApiError, VaultError
+from transact.kernel.security import Principal
 
 log = structlog.get_logger("transact.ivr")
 
@@ -48,6 +51,15 @@ def lookup_secret_context(flow_id: str) -> bytes:
     return b"ivr-lookup:" + flow_id.encode()
 
 
+@dataclass(frozen=True)
+class HandedAmount:
+    """What the agent says the caller owes (None: the flow finds the amount itself)."""
+
+    amount: int
+    currency: str
+    reference: str
+
+
 def new_confirmation() -> str:
     return f"{secrets.randbelow(10**domain.CONFIRMATION_DIGITS):0{domain.CONFIRMATION_DIGITS}d}"
 
@@ -61,7 +73,6 @@ class Ivr:
     # --- a call arrives ------------------------------------------------------------
 
     async def call_started(self, tenant_id: str, call_id: str, flow_ref: str) -> None:
-        now = utcnow()
         async with self.kernel.db.transaction() as session:
             if await store.session_for_call(session, tenant_id, call_id) is not None:
                 return  # a redelivery
@@ -71,30 +82,127 @@ class Ivr:
             flow = _flow_of(found) if found else None
             if flow is None:
                 log.warning("ivr.no_such_flow", call_id=call_id)
-            session_id = "ivs_" + secrets.token_hex(12)
-            step = domain.begin(flow or UNAVAILABLE, session_id, domain.Began(unavailable=not flow))
-            row = store.SessionRow(
-                id=session_id,
-                tenant_id=tenant_id,
-                call_id=call_id,
-                flow_id=found.id if found else None,
-                flow=(flow or UNAVAILABLE).to_dict(),
-                state={},
-                key_seq=0,
-                created_at=now,
-                updated_at=now,
-            )
-            await store.insert_session(session, row, stage=step.session.stage.value)
-            await self._apply(session, row, None, step, now)
+            began = domain.Began(unavailable=not flow)
+            await self._begin(session, tenant_id, call_id, found, flow or UNAVAILABLE, began)
         self.kernel.relay.notify()
+
+    async def hand_over(
+        self, principal: Principal, call_id: str, flow_name: str, amount: HandedAmount | None
+    ) -> store.SessionRow:
+        """An agent sends the call they hold to a flow; it comes back to them at the end.
+
+        Checked against the ivr service's view of calls (fed by call and capture facts):
+        a call it has not heard of yet is not found, like an agent's payment on it.
+        """
+        async with self.kernel.db.transaction() as session:
+            found = await store.flow_named(session, principal.tenant_id, flow_name)
+            flow = _flow_of(found) if found else None
+            if found is None or flow is None:
+                raise ApiError(404, "flow_not_found", "no payment line (ivr flow) with that name")
+            await self._check_call(session, principal, call_id)
+            if amount is None and flow.amount_source == "agent":
+                raise ApiError(
+                    422, "amount_required", "this payment line needs the amount and reference"
+                )
+            began = domain.Began(
+                agent_id=principal.id,
+                amount=amount.amount if amount else None,
+                currency=amount.currency if amount else None,
+                reference=amount.reference if amount else None,
+            )
+            try:
+                async with session.begin_nested():
+                    row = await self._begin(
+                        session, principal.tenant_id, call_id, found, flow, began
+                    )
+            except IntegrityError:
+                raise in_ivr() from None
+            await audit.append(
+                session,
+                action="ivr.handover",
+                actor=principal.actor,
+                tenant_id=principal.tenant_id,
+                target=call_id,
+                details={"flow": flow.name, "session_id": row.id, "amount": began.amount},
+            )
+            saved = await store.session_by_id(session, principal.tenant_id, row.id)
+        self.kernel.relay.notify()
+        return saved or row
+
+    async def _check_call(self, session: AsyncSession, principal: Principal, call_id: str) -> None:
+        call = await store.call(session, principal.tenant_id, call_id)
+        if call is None:
+            raise ApiError(404, "call_not_found", "no live call with that id")
+        if call.ended:
+            raise ApiError(409, "call_ended", "that call has ended")
+        if call.agent_id != principal.id:
+            raise ApiError(403, "not_your_call", "that call is not held by you; claim it first")
+        if call.capture_id is not None:
+            raise ApiError(
+                409, "capture_in_progress", "this call has a payment being captured; end it first"
+            )
+        live = await store.session_for_call(session, principal.tenant_id, call_id)
+        if live is not None and live.state.get("stage") != Stage.ENDED.value:
+            raise in_ivr()
+
+    async def _begin(
+        self,
+        session: AsyncSession,
+        tenant_id: str,
+        call_id: str,
+        found: store.FlowRow | None,
+        flow: Flow,
+        began: domain.Began,
+    ) -> store.SessionRow:
+        now = utcnow()
+        session_id = "ivs_" + secrets.token_hex(12)
+        step = domain.begin(flow, session_id, began)
+        row = store.SessionRow(
+            id=session_id,
+            tenant_id=tenant_id,
+            call_id=call_id,
+            flow_id=found.id if found else None,
+            flow=flow.to_dict(),
+            state={},
+            key_seq=0,
+            created_at=now,
+            updated_at=now,
+            agent_id=began.agent_id,
+        )
+        await store.insert_session(session, row, stage=step.session.stage.value)
+        await self._apply(session, row, None, step, now)
+        return row
+
+    # --- what ivr knows of agents' calls ----------------------------------------------
+
+    async def note_call(self, tenant_id: str, call_id: str, **values: object) -> None:
+        async with self.kernel.db.transaction() as session:
+            await store.note_call(session, tenant_id, call_id, **values)
+
+    async def capture_opened(self, tenant_id: str, call_id: str, capture_id: str) -> None:
+        async with self.kernel.db.transaction() as session:
+            await store.capture_opened(session, tenant_id, call_id, capture_id)
+
+    async def capture_closed(self, tenant_id: str, call_id: str, capture_id: str) -> None:
+        async with self.kernel.db.transaction() as session:
+            await store.capture_closed(session, tenant_id, call_id, capture_id)
+
+    async def capture_over(self, tenant_id: str, capture_id: str) -> None:
+        """A payment was decided: the capture it came from no longer holds its call."""
+        async with self.kernel.db.transaction() as session:
+            await store.capture_over(session, tenant_id, capture_id)
 
     # --- inputs --------------------------------------------------------------------
 
-    async def key(self, tenant_id: str, call_id: str, seq: int, sealed: str) -> None:
+    async def key(
+        self, tenant_id: str, call_id: str, seq: int, sealed: str, session_id: str | None = None
+    ) -> None:
         key = self.kernel.vault.unseal(
             tenant_id, base64.b64decode(sealed), ivr_key_context(call_id)
         ).decode()
-        await self.drive(tenant_id, call_id, lambda _: domain.Key(key), key_seq=seq)
+        await self.drive(
+            tenant_id, call_id, lambda _: domain.Key(key), key_seq=seq, session_id=session_id
+        )
 
     async def drive(
         self,
@@ -104,13 +212,17 @@ class Ivr:
         *,
         message_id: str | None = None,
         key_seq: int | None = None,
+        session_id: str | None = None,
     ) -> None:
-        """Apply one input to the call's session (if it has one): `input_for` sees the
-        current state and may decline (None)."""
+        """Apply one input to the call's session (if it has one; `session_id` names one,
+        else the call's latest): `input_for` sees the current state and may decline (None)."""
         lookups: list[tuple[store.SessionRow, domain.LookUp]] = []
         async with self.kernel.db.transaction() as session:
-            row = await store.session_for_call(session, tenant_id, call_id, lock=True)
-            if row is None:
+            if session_id is not None:
+                row = await store.session_locked(session, tenant_id, session_id)
+            else:
+                row = await store.session_for_call(session, tenant_id, call_id, lock=True)
+            if row is None or row.call_id != call_id:
                 if key_seq is not None:
                     raise NotYet("a key before its call's session")
                 return  # not a self-service call
@@ -143,9 +255,14 @@ class Ivr:
         moment = now or utcnow()
         async with self.kernel.db.transaction() as session:
             due = await store.due(session, moment)
-        for tenant_id, call_id in due:
+        for tenant_id, call_id, session_id in due:
             try:
-                await self.drive(tenant_id, call_id, lambda s: _timeout_if_due(s, moment))
+                await self.drive(
+                    tenant_id,
+                    call_id,
+                    lambda s: _timeout_if_due(s, moment),
+                    session_id=session_id,
+                )
             except Exception as exc:  # one broken session must not stop the others
                 log.error("ivr.timeout_failed", call_id=call_id, error=type(exc).__name__)
         return len(due)
@@ -158,7 +275,9 @@ class Ivr:
         if row is None:
             return  # not a self-service payment
         done = domain.PaymentDone(payment_id, status, new_confirmation())
-        await self.drive(tenant_id, row.call_id, lambda _: done, message_id=message_id)
+        await self.drive(
+            tenant_id, row.call_id, lambda _: done, message_id=message_id, session_id=row.id
+        )
 
     # --- carrying out a step ---------------------------------------------------------
 
@@ -217,6 +336,7 @@ class Ivr:
             clips=clips,
             mark=say.mark,
             barge_in=say.barge_in,
+            handover=row.id if row.agent_id else None,
         )
         return [play], composed.seconds
 
@@ -225,9 +345,11 @@ class Ivr:
         row: store.SessionRow,
         flow: Flow,
         state: Session,
-        action: domain.OpenCapture | domain.Submit | domain.HangUp,
+        action: domain.OpenCapture | domain.Submit | domain.HangUp | domain.Handover,
     ) -> Message:
         common = {"tenant_id": row.tenant_id, "correlation_id": row.id, "call_id": row.call_id}
+        if isinstance(action, domain.Handover):
+            return CallHandover(**common, session_id=row.id, on=action.on)
         if isinstance(action, domain.OpenCapture):
             assert state.amount is not None
             assert state.currency is not None
@@ -267,6 +389,9 @@ class Ivr:
             reference=after.reference,
             outcome=after.outcome,
             confirmation=after.confirmation,
+            agent_id=after.agent_id,
+            brand=after.brand,
+            last4=after.last4,
         )
 
     # --- the account lookup ------------------------------------------------------------
@@ -283,7 +408,7 @@ class Ivr:
         def answer(state: Session) -> Input | None:
             return result if state.stage is Stage.LOOKUP else None
 
-        await self.drive(row.tenant_id, row.call_id, answer)
+        await self.drive(row.tenant_id, row.call_id, answer, session_id=row.id)
 
     async def _lookup_secret(self, row: store.SessionRow) -> str | None:
         if row.flow_id is None:
@@ -330,3 +455,7 @@ def _flow_of(row: store.FlowRow) -> Flow | None:
 
 def _timeout_if_due(state: Session, now: datetime) -> Input | None:
     return domain.Timeout() if state.deadline is not None and state.deadline <= now else None
+
+
+def in_ivr() -> ApiError:
+    return ApiError(409, "call_in_ivr", "this call is with a payment line already")

@@ -1,8 +1,14 @@
-"""The ivr service's own tables: flows, tenants' prompt recordings, sessions (one per call).
+"""The ivr service's own tables: flows, tenants' prompt recordings, sessions, and its view
+of agents' calls.
 
 A session row holds the flow as it was when the call began (a flow edited mid-call
 does not change that call) and the domain's state; the account digits a caller is
-keying are sealed in it, and nothing else in it is secret.
+keying are sealed in it, and nothing else in it is secret. A call has at most one live
+session (an agent may hand the same call over again once the last one has ended).
+
+`ivr_calls` is what the handover API must know of a call before taking it from its
+agent: who holds it, whether it has ended, whether the agent has a capture open on it.
+It is built from `call.assigned`, `call.ended`, `capture.*` and payment outcomes.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -25,6 +32,7 @@ from sqlalchemy import (
     UniqueConstraint,
     delete,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,10 +80,35 @@ sessions = Table(
     Column("deadline", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("tenant_id", "call_id"),
+    Column("agent_id", String(64), nullable=True),  # a handed-over call: its agent
+    Index("ix_ivr_sessions_call", "tenant_id", "call_id"),
+    # One live session per call, whatever races the handover API sees.
+    Index(
+        "uq_ivr_sessions_live_call",
+        "tenant_id",
+        "call_id",
+        unique=True,
+        postgresql_where=text("stage != 'ended'"),
+        sqlite_where=text("stage != 'ended'"),
+    ),
     Index("ix_ivr_sessions_capture", "capture_id"),
     Index("ix_ivr_sessions_deadline", "deadline"),
     Index("ix_ivr_sessions_tenant", "tenant_id", "created_at"),
+)
+
+
+calls = Table(
+    "ivr_calls",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("call_id", String(128), primary_key=True),
+    Column("agent_id", String(64), nullable=True),
+    Column("ended", Boolean, nullable=False),
+    Column("capture_id", String(64), nullable=True),  # the agent's capture open on it
+    # The last capture seen to end: its `capture.started`, if late, opens nothing.
+    Column("closed_capture_id", String(64), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_ivr_calls_capture", "capture_id"),
 )
 
 
@@ -270,6 +303,7 @@ class SessionRow:
     key_seq: int
     created_at: datetime
     updated_at: datetime
+    agent_id: str | None = None
 
 
 def _session(r: Any) -> SessionRow:
@@ -283,6 +317,7 @@ def _session(r: Any) -> SessionRow:
         key_seq=r.key_seq,
         created_at=_utc(r.created_at) or utcnow(),
         updated_at=_utc(r.updated_at) or utcnow(),
+        agent_id=r.agent_id,
     )
 
 
@@ -298,6 +333,7 @@ async def insert_session(session: AsyncSession, row: SessionRow, **columns: Any)
             key_seq=row.key_seq,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            agent_id=row.agent_id,
             **columns,
         )
     )
@@ -316,10 +352,24 @@ async def save_session(
 async def session_for_call(
     session: AsyncSession, tenant_id: str, call_id: str, *, lock: bool = False
 ) -> SessionRow | None:
+    """The call's latest session (its live one, if it has one)."""
     found = await first_row(
         session,
-        select(sessions).where(sessions.c.tenant_id == tenant_id, sessions.c.call_id == call_id),
+        select(sessions)
+        .where(sessions.c.tenant_id == tenant_id, sessions.c.call_id == call_id)
+        .order_by(sessions.c.created_at.desc(), sessions.c.id),
         lock=lock,
+    )
+    return _session(found) if found else None
+
+
+async def session_locked(
+    session: AsyncSession, tenant_id: str, session_id: str
+) -> SessionRow | None:
+    found = await first_row(
+        session,
+        select(sessions).where(sessions.c.tenant_id == tenant_id, sessions.c.id == session_id),
+        lock=True,
     )
     return _session(found) if found else None
 
@@ -348,15 +398,15 @@ async def session_for_capture(
     return _session(found) if found else None
 
 
-async def due(session: AsyncSession, now: datetime, limit: int = 50) -> list[tuple[str, str]]:
-    """(tenant, call) of sessions whose deadline has passed."""
+async def due(session: AsyncSession, now: datetime, limit: int = 50) -> list[tuple[str, str, str]]:
+    """(tenant, call, session) of sessions whose deadline has passed."""
     rows = await session.execute(
-        select(sessions.c.tenant_id, sessions.c.call_id)
+        select(sessions.c.tenant_id, sessions.c.call_id, sessions.c.id)
         .where(sessions.c.deadline.is_not(None), sessions.c.deadline <= now)
         .order_by(sessions.c.deadline)
         .limit(limit)
     )
-    return [(r.tenant_id, r.call_id) for r in rows]
+    return [(r.tenant_id, r.call_id, r.id) for r in rows]
 
 
 async def recent_sessions(
@@ -369,3 +419,74 @@ async def recent_sessions(
         .limit(limit)
     )
     return [_session(r) for r in rows]
+
+
+# --- agents' calls (for handovers) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallRow:
+    tenant_id: str
+    call_id: str
+    agent_id: str | None
+    ended: bool
+    capture_id: str | None
+
+
+async def call(session: AsyncSession, tenant_id: str, call_id: str) -> CallRow | None:
+    found = (
+        await session.execute(
+            select(calls).where(calls.c.tenant_id == tenant_id, calls.c.call_id == call_id)
+        )
+    ).first()
+    if found is None:
+        return None
+    return CallRow(found.tenant_id, found.call_id, found.agent_id, found.ended, found.capture_id)
+
+
+async def note_call(session: AsyncSession, tenant_id: str, call_id: str, **values: Any) -> None:
+    """Record what a call fact says (`agent_id`, `ended`, `capture_id`), creating the row."""
+    keys = (calls.c.tenant_id == tenant_id, calls.c.call_id == call_id)
+    now = utcnow()
+    if (await session.execute(select(calls.c.call_id).where(*keys))).first() is None:
+        row = {"agent_id": None, "ended": False, "capture_id": None, **values}
+        await session.execute(
+            calls.insert().values(tenant_id=tenant_id, call_id=call_id, updated_at=now, **row)
+        )
+    else:
+        await session.execute(update(calls).where(*keys).values(updated_at=now, **values))
+
+
+async def capture_over(session: AsyncSession, tenant_id: str, capture_id: str) -> None:
+    """The agent's capture ended (cancelled, or its payment decided): the call is free."""
+    await session.execute(
+        update(calls)
+        .where(calls.c.tenant_id == tenant_id, calls.c.capture_id == capture_id)
+        .values(capture_id=None, updated_at=utcnow())
+    )
+
+
+async def capture_opened(
+    session: AsyncSession, tenant_id: str, call_id: str, capture_id: str
+) -> None:
+    found = await call_closed_capture(session, tenant_id, call_id)
+    if found != capture_id:  # not one that has ended already (facts may come out of order)
+        await note_call(session, tenant_id, call_id, capture_id=capture_id)
+
+
+async def capture_closed(
+    session: AsyncSession, tenant_id: str, call_id: str, capture_id: str
+) -> None:
+    await note_call(session, tenant_id, call_id, closed_capture_id=capture_id)
+    await capture_over(session, tenant_id, capture_id)
+
+
+async def call_closed_capture(session: AsyncSession, tenant_id: str, call_id: str) -> str | None:
+    found = (
+        await session.execute(
+            select(calls.c.closed_capture_id).where(
+                calls.c.tenant_id == tenant_id, calls.c.call_id == call_id
+            )
+        )
+    ).first()
+    return found.closed_capture_id if found else None

@@ -92,7 +92,8 @@ class TestFlowSettings:
             ({"language": "xx"}, "language"),
             ({"prompts": {"greeting": "Bad Name"}}, "prompts"),
             ({"account_min_digits": 9, "account_max_digits": 4}, "account digits"),
-            ({"amount_source": "agent"}, "fixed or account"),
+            ({"amount_source": "caller"}, "fixed, account or agent"),
+            ({"after": "queue"}, "after must be hangup or agent"),
         ],
     )
     def test_bad_settings_say_what_is_wrong(self, changes: dict[str, object], problem: str) -> None:
