@@ -26,6 +26,7 @@ from transact.kernel.sensitive import Pan, SensitiveStr
 from transact.psp.connectors import Connector, make
 from transact.psp.connectors.base import Card, DeclineCode, HttpCall, Interaction, Order, Outcome
 from transact.psp.connectors.http import send
+from transact.psp.flow import action_url
 from transact.psp.simulator import create_simulator_app
 
 NAMES = ["sandbox", "stripe", "adyen", "checkout"]
@@ -469,7 +470,7 @@ async def test_same_key_with_another_request_is_refused_and_not_retryable(
 @pytest.mark.parametrize(
     ("status", "code", "retry"),
     [
-        (503, DeclineCode.UNAVAILABLE, True),
+        (503, DeclineCode.UNAVAILABLE, False),
         (429, DeclineCode.RATE_LIMITED, True),
         (500, DeclineCode.PROCESSING_ERROR, False),
         (502, DeclineCode.UNAVAILABLE, False),
@@ -621,3 +622,23 @@ def test_psp_sim_command_serves_the_simulator() -> None:
         output, _ = proc.communicate(timeout=10)
     assert f"localhost:{port}" in output.decode()
     assert "4242424242424242" not in output.decode()
+
+
+async def test_after_3ds_the_provider_sends_the_customer_back_where_the_order_said(
+    connector: Connector, client: httpx.AsyncClient, sim_url: str
+) -> None:
+    way_back = "https://pay.shop.example/pay/return"
+    o = dataclasses.replace(order(CHALLENGE), return_url=way_back)
+    result = await authorize(client, connector, o)
+    assert result.outcome is Outcome.PENDING
+    challenge = action_url(result.action)
+    assert challenge is not None
+    # The bank's page as the customer's browser reaches it (the simulator serves it), with
+    # no way back in the link: it comes from the payment request, as with a real PSP.
+    page_url = sim_url + "/3ds/" + challenge.rsplit("/3ds/", 1)[1].split("?")[0]
+    page = await client.get(page_url)
+    assert page.status_code == 200
+    assert f'value="{way_back}"' in page.text
+    done = await client.post(page_url, data={"result": "approved", "return_url": way_back})
+    assert done.status_code == 303
+    assert done.headers["location"] == way_back

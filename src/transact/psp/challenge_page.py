@@ -51,7 +51,9 @@ async def serve(app: SimulatorApp, request: Request, send: Send) -> None:
         await _send(send, 404, b"No payment waits for a challenge here.")
         return
     if request.method == "GET":
-        way_back = _safe_return(request.query.get("return_url", "")) or ""
+        # The way back: given with the link to this page, or with the payment request.
+        given = request.query.get("return_url") or payment.return_url or ""
+        way_back = _safe_return(given) or ""
         shown = f"{payment.amount / 100:.2f} {payment.currency.upper()}"
         await _send(send, 200, _page(payment_id, shown, way_back), "text/html; charset=utf-8")
         return

@@ -48,6 +48,12 @@ from transact.contracts.payments import (
     PaymentRequested,
     PaymentVoided,
 )
+from transact.contracts.statements import (
+    STATEMENT_PART_SIZE,
+    Statement,
+    StatementLine,
+    StatementRequested,
+)
 from transact.kernel import Kernel, audit
 from transact.kernel.db import add_to_outbox
 from transact.kernel.errors import ApiError, VaultError
@@ -67,6 +73,7 @@ from transact.psp.connectors.base import (
     interaction_for,
 )
 from transact.psp.connectors.http import send
+from transact.psp.metrics import psp_metrics
 
 log = structlog.get_logger("transact.psp")
 
@@ -77,9 +84,16 @@ DEFAULT_BASE_URLS = {
     "checkout": "https://api.sandbox.checkout.com",
 }
 STATUS_QUERIES = 3
+# A reconciliation statement asks about this many payments at most, this many at a time.
+STATEMENT_MAX_PAYMENTS = 5000
+STATEMENT_CONCURRENCY = 8
 # How long a payment may wait for its 3-D Secure challenge before it is failed.
 PENDING_LIMIT = timedelta(hours=1)
 CALL_TIMEOUT = 15.0
+# Pauses before sending a refund, capture or void again (same idempotency key) after an
+# answer that does not say whether the PSP did it.
+AMBIGUOUS_RESENDS = (0.5, 2.0)
+MODIFY_LOCK_SECONDS = CALL_TIMEOUT * (len(AMBIGUOUS_RESENDS) + 1) + sum(AMBIGUOUS_RESENDS) + 5
 TOKEN_CONTEXT = b"psp-card-token"
 TOKEN_OPERATIONS = frozenset({"tokenize", "keep_token"})
 STORED_CARD_CHANNEL = "stored_card"
@@ -113,6 +127,7 @@ def card_from_vault(raw: bytes) -> Card:
             expiry_month=int(expiry[:2]),
             expiry_year=2000 + int(expiry[2:4]),
             cvv=SensitiveStr(str(values["cvv"])) if values.get("cvv") else None,
+            holder=str(values["holder"]) if values.get("holder") else None,
         )
     except (ValueError, KeyError, TypeError):
         raise VaultError("the vault entry is not a card") from None
@@ -159,6 +174,7 @@ class Psp:
         self.breaker = domain.BreakerPolicy()
         # Told how long each PSP call took (the benchmark separates PSP time from ours).
         self.observe_call: Callable[[HttpCall, float], None] | None = None
+        self.metrics = psp_metrics(kernel.metrics)
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -258,14 +274,18 @@ class Psp:
 
     async def _breaker_open(self, connector: str) -> bool:
         failures = await self.kernel.cache.get(f"psp:breaker:{connector}")
-        return failures is not None and int(failures) >= self.breaker.threshold
+        is_open = failures is not None and int(failures) >= self.breaker.threshold
+        self.metrics.circuit(connector, is_open)
+        return is_open
 
     async def _breaker_record(self, connector: str, healthy: bool) -> None:
         key = f"psp:breaker:{connector}"
         if healthy:
             await self.kernel.cache.delete(key)
+            self.metrics.circuit(connector, False)
         else:
-            await self.kernel.cache.incr(key, ttl=self.breaker.open_seconds)
+            failures = await self.kernel.cache.incr(key, ttl=self.breaker.open_seconds)
+            self.metrics.circuit(connector, failures >= self.breaker.threshold)
 
     async def _call(
         self, connector: Connector, call: HttpCall, parse: Any
@@ -283,6 +303,7 @@ class Psp:
                 message=type(exc).__name__,
                 may_retry_elsewhere=True,
             )
+            self._observe(connector, call, "unreachable", started)
             return result, domain.latency_ms(time.perf_counter() - started), None
         except (*_AMBIGUOUS, TimeoutError) as exc:
             result = PspResult(
@@ -291,12 +312,27 @@ class Psp:
                 message=type(exc).__name__,
                 may_retry_elsewhere=False,
             )
+            self._observe(connector, call, "timeout", started)
             return result, domain.latency_ms(time.perf_counter() - started), None
         if self.observe_call is not None:
             self.observe_call(call, time.perf_counter() - started)
-        return parse(status, body), domain.latency_ms(time.perf_counter() - started), body
+        parsed: PspResult = parse(status, body)
+        self._observe(connector, call, parsed.outcome.value, started)
+        return parsed, domain.latency_ms(time.perf_counter() - started), body
+
+    def _observe(self, connector: Connector, call: HttpCall, outcome: str, started: float) -> None:
+        # The operation from the path's shape, never the path (it holds references).
+        operation = "status" if call.method == "GET" else "request"
+        self.metrics.call(connector.name, operation, outcome, time.perf_counter() - started)
 
     # --- authorize ---------------------------------------------------------------------
+
+    def _way_back(self, channel: str) -> str | None:
+        """Where a PSP sends a customer after 3-D Secure: the hosted page's public return
+        path, whose page session (a cookie) knows which payment came back. Phone and
+        stored-card payments have no customer at a browser."""
+        base = self.kernel.settings.public_url
+        return f"{base.rstrip('/')}/pay/return" if channel == "link" and base else None
 
     async def authorize(self, request: PaymentRequested) -> None:
         """Authorize with failover, in as few transactions as the rules allow.
@@ -367,6 +403,7 @@ class Psp:
             interaction=interaction_for(request.channel),
             store=request.save_card,
             shopper_reference=request.payment_id if request.save_card else None,
+            return_url=self._way_back(request.channel),
         )
         unrecorded: list[_Ended] = []
         tried = 1
@@ -383,7 +420,11 @@ class Psp:
                 next_step is domain.Next.DONE or result.decline_code is DeclineCode.INVALID_REQUEST,
             )
             if next_step is domain.Next.ASK_STATUS:
-                known = await self._ask_status(request.payment_id, connector)
+                # No answer at all (a timeout, a dropped connection): the PSP may still be
+                # working on the charge, so "not found" now would prove nothing.
+                known = await self._ask_status(
+                    request.payment_id, connector, may_be_in_flight=body is None
+                )
                 if known is None:
                     # Unknown whether it charged: never another PSP; reconciliation decides.
                     await self._record_ends(request.payment_id, unrecorded)
@@ -575,8 +616,14 @@ class Psp:
             created_by=created_by,
         )
 
-    async def _ask_status(self, payment_id: str, connector: Connector) -> PspResult | None:
-        """What the PSP knows of our payment: a result, or None when it cannot tell us."""
+    async def _ask_status(
+        self, payment_id: str, connector: Connector, *, may_be_in_flight: bool = False
+    ) -> PspResult | None:
+        """What the PSP knows of our payment: a result, or None when it cannot tell us.
+
+        `may_be_in_flight`: our request got no answer, so the PSP may still be processing
+        it (a latency spike past our timeout) and record the charge after we asked; then
+        an unknown reference is not proof that nothing was charged."""
         if not getattr(connector, "supports_status_query", True):
             return None
         for _ in range(STATUS_QUERIES):
@@ -584,7 +631,11 @@ class Psp:
             result, _, _ = await self._call(connector, call, connector.parse_status)
             if result.outcome is not Outcome.ERROR:
                 return result
-            if result.decline_code is DeclineCode.NOT_FOUND and result.may_retry_elsewhere:
+            if (
+                result.decline_code is DeclineCode.NOT_FOUND
+                and result.may_retry_elsewhere
+                and not may_be_in_flight
+            ):
                 # The connector vouches that an unknown reference was never charged (a
                 # lagging search index, like Stripe's, cannot vouch: that stays unknown).
                 return PspResult(
@@ -701,9 +752,8 @@ class Psp:
     @staticmethod
     async def _reported(session: Any, payment: store.Payment) -> dict[str, Any]:
         """What reporting aggregates an outcome by: the payment's facts and its attempts."""
-        tried = [
-            AttemptSummary(**attempt) for attempt in await store.authorize_summary(session, payment.id)
-        ]
+        summary = await store.authorize_summary(session, payment.id)
+        tried = [AttemptSummary(**attempt) for attempt in summary]
         timed = [t.latency_ms for t in tried if t.latency_ms is not None]
         return {
             "amount": payment.amount,
@@ -917,6 +967,77 @@ class Psp:
 
     # --- reconciliation ------------------------------------------------------------------
 
+    # --- statements (reporting's reconciliation) -----------------------------------------
+
+    async def statement(self, request: StatementRequested) -> None:
+        """Ask the providers about the tenant's payments of a period and publish their
+        answers (`psp.statement`, in parts). Read-only at the provider: a status query
+        per payment. A redelivered request asks again; the answer replaces the last."""
+        async with self.kernel.db.transaction() as session:
+            found = await store.created_between(
+                session,
+                request.tenant_id,
+                request.period_from,
+                request.period_to,
+                STATEMENT_MAX_PAYMENTS,
+            )
+        setup = await self.setup(request.tenant_id)
+        gate = asyncio.Semaphore(STATEMENT_CONCURRENCY)
+
+        async def line(payment: store.Payment) -> StatementLine:
+            async with gate:
+                return await self._statement_line(setup, payment)
+
+        lines = await asyncio.gather(*(line(p) for p in found))
+        parts = [
+            lines[i : i + STATEMENT_PART_SIZE] for i in range(0, len(lines), STATEMENT_PART_SIZE)
+        ] or [[]]
+        async with self.kernel.db.transaction() as session:
+            for number, part in enumerate(parts, start=1):
+                await add_to_outbox(
+                    session,
+                    Statement(
+                        tenant_id=request.tenant_id,
+                        correlation_id=request.request_id,
+                        request_id=request.request_id,
+                        part=number,
+                        last=number == len(parts),
+                        lines=part,
+                    ),
+                )
+        self.kernel.relay.notify()
+
+    async def _statement_line(self, setup: Setup, payment: store.Payment) -> StatementLine:
+        ours = {"ours_status": payment.status, "ours_amount": payment.amount}
+        if payment.connector is None:
+            # Never sent anywhere: no provider can know it.
+            return StatementLine(payment_id=payment.id, connector="", found=False, **ours)
+        route = next(
+            (r for r in setup.routes if r.connector == payment.connector),
+            domain.Route(payment.connector),
+        )
+        connector = self.connector(setup, route)
+        known = await self._ask_status(payment.id, connector)
+        if known is None:
+            return StatementLine(
+                payment_id=payment.id, connector=connector.name, found=True, **ours
+            )
+        if known.outcome is Outcome.ERROR and known.may_retry_elsewhere:
+            # `_ask_status` says so only when the provider vouches it holds nothing.
+            return StatementLine(
+                payment_id=payment.id, connector=connector.name, found=False, **ours
+            )
+        return StatementLine(
+            payment_id=payment.id,
+            connector=connector.name,
+            found=True,
+            status=known.outcome.value,
+            psp_reference=known.psp_reference,
+            amount=known.amount,
+            refunded=known.refunded,
+            **ours,
+        )
+
     async def reconcile(self, older_than_seconds: float = 30.0) -> int:
         """Resolve payments left `submitted` by asking the PSP last tried; never resend.
 
@@ -1018,7 +1139,7 @@ class Psp:
         processes too): two refunds checked at once could together exceed the capture.
         """
         lock = f"psp:modify:{payment_id}"
-        if not await self.kernel.cache.set_if_absent(lock, b"1", ttl=CALL_TIMEOUT * 2):
+        if not await self.kernel.cache.set_if_absent(lock, b"1", ttl=MODIFY_LOCK_SECONDS):
             raise ApiError(
                 409,
                 "operation_in_progress",
@@ -1066,6 +1187,13 @@ class Psp:
             call = connector.void_call(payment.psp_reference, key)
             parse = connector.parse_void
         result, latency, _ = await self._call(connector, call, parse)
+        for pause in AMBIGUOUS_RESENDS:
+            if result.outcome is not Outcome.ERROR or result.may_retry_elsewhere:
+                break
+            # No answer, or a 5xx: the PSP may have done it. The same request under the
+            # same idempotency key is answered with what it did, or done now, once.
+            await asyncio.sleep(pause)
+            result, latency, _ = await self._call(connector, call, parse)
         async with self.kernel.db.transaction() as session:
             # Its own transaction: a refused operation is still an attempt on record.
             await store.finish_attempt(
@@ -1077,6 +1205,20 @@ class Psp:
                 http_status=result.http_status,
                 latency_ms=latency,
                 psp_reference=result.psp_reference,
+            )
+        if result.outcome is Outcome.ERROR and not result.may_retry_elsewhere:
+            log.warning(
+                "psp.modification_unknown",
+                payment_id=payment_id,
+                operation=operation,
+                connector=connector.name,
+                http_status=result.http_status,
+            )
+            raise ApiError(
+                502,
+                f"{operation}_outcome_unknown",
+                f"the PSP did not say whether it did the {operation}; check with the PSP "
+                "before asking again",
             )
         if result.outcome not in (Outcome.APPROVED, Outcome.PENDING):
             raise ApiError(

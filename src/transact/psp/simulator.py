@@ -47,7 +47,9 @@ Control: `GET /_sim/charges` (approved charges and attempts per provider and
 reference), `GET /_sim/payments`, `POST /_sim/faults`, `POST /_sim/reset`,
 `GET /_sim/health`, and `POST /_sim/challenges/{payment id} {result:
 approved|declined}`: the cardholder completes (or fails) a 3-D Secure challenge,
-so the payment's status turns as the provider's would.
+so the payment's status turns as the provider's would. `POST /_sim/payments/{payment
+id} {amount: N}` or `{forget: true}` makes the provider's books disagree with ours
+(reconciliation tests).
 """
 
 from __future__ import annotations
@@ -182,6 +184,8 @@ class Payment:
     token: str | None = None
     source_id: str | None = None
     action_ids: list[str] = field(default_factory=list)
+    return_url: str | None = None  # the merchant's way back after a 3-D Secure check
+    holder: str | None = None  # the name on the card, as the request gave it
 
     def public(self) -> dict[str, Any]:
         return {
@@ -201,6 +205,7 @@ class Payment:
             "last4": self.last4,
             "interaction": self.interaction,
             "token": self.token is not None,
+            "holder": self.holder,
         }
 
 
@@ -552,7 +557,10 @@ def _stripe_intent(p: Payment) -> dict[str, Any]:
     if status == "requires_action":
         intent["next_action"] = {
             "type": "redirect_to_url",
-            "redirect_to_url": {"url": f"https://sim.invalid/3ds/{p.id}", "return_url": None},
+            "redirect_to_url": {
+                "url": f"https://sim.invalid/3ds/{p.id}",
+                "return_url": p.return_url,
+            },
         }
     return intent
 
@@ -621,6 +629,8 @@ def stripe_create_intent(state: SimState, req: Request, _: re.Match[str]) -> Res
         token=token,
         interaction=interaction,
     )
+    p.return_url = form.get("return_url") or None
+    p.holder = form.get("payment_method_data[billing_details][name]") or None
     if p.token is None:
         p.token = token or f"pm_{_rand(24)}"
     intent = _stripe_intent(p)
@@ -901,6 +911,7 @@ def adyen_payments(state: SimState, req: Request, _: re.Match[str]) -> Response:
         shopper=shopper,
         interaction=interaction,
     )
+    p.return_url = str(body.get("returnUrl") or "") or None
     result = _adyen_result(p)
     if store and p.outcome == "approved":
         shopper_ref = str(body.get("shopperReference") or "")
@@ -1069,6 +1080,7 @@ def checkout_pay(state: SimState, req: Request, _: re.Match[str]) -> Response:
         kind=kind,
         interaction=interaction,
     )
+    p.return_url = str(body.get("success_url") or "") or None
     if token is not None:
         p.source_id = token
     elif p.outcome != "declined":
@@ -1184,6 +1196,9 @@ def sandbox_pay(state: SimState, req: Request, _: re.Match[str]) -> Response:
         token=token,
         interaction=interaction,
     )
+    p.return_url = str(body.get("return_url") or "") or None
+    card = body.get("card")
+    p.holder = str(card.get("holder") or "") or None if isinstance(card, dict) else None
     answer = _sandbox_payment(p)
     if body.get("store") is True and token is None and p.outcome == "approved":
         answer["token"] = state.store_token(p, f"sbt_{_rand(24)}").token
@@ -1547,6 +1562,8 @@ class SimulatorApp:
             return Response(200, {"data": rows})
         if request.method == "POST" and request.path.startswith("/_sim/challenges/"):
             return self._complete_challenge(request)
+        if request.method == "POST" and request.path.startswith("/_sim/payments/"):
+            return self._tamper(request)
         if route == ("POST", "/_sim/faults"):
             try:
                 body = request.json()
@@ -1571,6 +1588,31 @@ class SimulatorApp:
             )
             return Response(201, {"queued": sum(r.remaining for r in state.faults[provider])})
         return Response(404, {"error": "no such control endpoint"})
+
+    def _tamper(self, request: Request) -> Response:
+        """Make the provider's books disagree with ours, for reconciliation tests:
+        `{"amount": N}` changes what it says was paid, `{"forget": true}` loses the
+        payment (its reference finds nothing any more)."""
+        state = self.state
+        payment = state.payments.get(request.path.removeprefix("/_sim/payments/"))
+        if payment is None:
+            return Response(404, {"sim_error": "no payment under that id"})
+        try:
+            body = request.json()
+            if body.get("forget") is True:
+                del state.payments[payment.id]
+                key = (payment.provider, payment.reference)
+                state.by_reference[key] = [
+                    i for i in state.by_reference.get(key, []) if i != payment.id
+                ]
+                return Response(200, {"forgotten": payment.id})
+            amount = _int(body.get("amount"), "amount")
+        except (SimError, ValueError, TypeError, AttributeError) as exc:
+            return Response(400, {"sim_error": str(exc)})
+        payment.amount = amount
+        payment.authorized = amount if payment.authorized else 0
+        payment.captured = amount if payment.captured else 0
+        return Response(200, payment.public())
 
     def _complete_challenge(self, request: Request) -> Response:
         payment = self.state.payments.get(request.path.removeprefix("/_sim/challenges/"))

@@ -174,6 +174,25 @@ async def stuck(session: AsyncSession, older_than: datetime, limit: int = 50) ->
     return [_payment(r) for r in rows]
 
 
+async def created_between(
+    session: AsyncSession, tenant_id: str, start: datetime, end: datetime, limit: int
+) -> list[Payment]:
+    """A tenant's payments created in [start, end), oldest first (reconciliation)."""
+    rows = (
+        await session.execute(
+            select(payments)
+            .where(
+                payments.c.tenant_id == tenant_id,
+                payments.c.created_at >= start,
+                payments.c.created_at < end,
+            )
+            .order_by(payments.c.created_at)
+            .limit(limit)
+        )
+    ).all()
+    return [_payment(r) for r in rows]
+
+
 async def next_seq(session: AsyncSession, payment_id: str) -> int:
     current = await session.scalar(
         select(func.max(attempts.c.seq)).where(attempts.c.payment_id == payment_id)

@@ -6,6 +6,8 @@ import asyncio
 import uuid
 from typing import Any
 
+import httpx
+
 from tests.integration.capture.test_capture import CVV, future_expiry
 from tests.integration.psp.conftest import Shop
 from tests.leaks import card_numbers_in, database_dump
@@ -99,16 +101,18 @@ async def test_an_answer_lost_after_the_charge_is_asked_for_not_resent(shop: Sho
     assert await charged(shop, "adyen", view["id"]) == 0
 
 
-async def test_a_5xx_before_processing_fails_over(shop: Shop) -> None:
+async def test_a_503_fails_over_once_the_psp_says_it_never_saw_the_payment(shop: Shop) -> None:
+    # A 503 proves nothing by itself; Adyen's lookup by reference is consistent, so its
+    # "no such payment" does, and the next PSP may charge.
     await shop.routes(
-        {"connector": "stripe", "base_url": shop.sim},
+        {"connector": "adyen", "base_url": shop.sim},
         {"connector": "checkout", "base_url": shop.sim, "priority": 1},
     )
-    await shop.fault("stripe", "status=503")
+    await shop.fault("adyen", "status=503")
     view = await pay(shop)
     assert view["status"] == "authorized"
     assert view["outcome"]["connector"] == "checkout"
-    assert await charged(shop, "stripe", view["id"]) == 0
+    assert await charged(shop, "adyen", view["id"]) == 0
 
 
 async def test_refunds_partial_then_full_never_above_captured(shop: Shop) -> None:
@@ -298,3 +302,35 @@ async def test_an_open_circuit_skips_a_failing_psp(shop: Shop) -> None:
     view = await pay(shop)
     tried = await attempts(shop, view["id"])
     assert [a["connector"] for a in tried] == ["checkout"], "stripe skipped while open"
+
+
+async def test_a_refund_done_but_answered_with_a_5xx_is_recorded_once(shop: Shop) -> None:
+    await shop.routes({"connector": "adyen", "base_url": shop.sim})
+    view = await pay(shop, amount=1000)
+    payment_id = view["id"]
+    headers = shop.agents["alice"][1]
+    # The PSP refunds, then answers 500: sent again under the same key, the PSP says
+    # what it did, and the refund is recorded once.
+    await shop.fault("adyen", "after_charge=500")
+    done = await shop.client.post(
+        f"/api/v1/payments/{payment_id}/refund", json={"amount": 400}, headers=headers
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["refunded"] == 400
+    async with httpx.AsyncClient() as http:  # the simulator's own books
+        found = (await http.get(f"{shop.sim}/_sim/payments")).json()
+    at_psp = [p for p in found["data"] if p["reference"] == payment_id]
+    assert sum(p["refunded"] for p in at_psp) == 400
+
+
+async def test_a_refund_the_psp_never_answers_is_reported_as_unknown(shop: Shop) -> None:
+    await shop.routes({"connector": "adyen", "base_url": shop.sim})
+    view = await pay(shop, amount=1000)
+    await shop.fault("adyen", "status=500", count=3)  # the first try and both resends
+    answer = await shop.client.post(
+        f"/api/v1/payments/{view['id']}/refund",
+        json={"amount": 400},
+        headers=shop.agents["alice"][1],
+    )
+    assert answer.status_code == 502
+    assert answer.json()["error"]["code"] == "refund_outcome_unknown"

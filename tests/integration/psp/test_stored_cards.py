@@ -169,7 +169,7 @@ async def test_a_token_is_bound_to_its_psp_no_failover(shop: Shop) -> None:
     await pay(shop)
     [card] = await cards(shop)
     assert card["connector"] == "stripe"
-    await shop.fault("stripe", "status=503")  # provably not charged: a card would fail over
+    await shop.fault("stripe", "status=429")  # provably not charged: a card would fail over
     refused = await charge(shop, card["id"], key="k1")
     assert refused.status_code == 201, refused.text
     assert refused.json()["status"] == "failed"

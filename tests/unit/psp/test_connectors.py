@@ -259,7 +259,7 @@ def test_stripe_declines(code: str, decline_code: str | None, expected: DeclineC
         (429, {"type": "invalid_request_error", "code": "rate_limit"}, True),
         (500, {"type": "api_error"}, False),
         (502, {"type": "api_error"}, False),
-        (503, {"type": "api_error"}, True),
+        (503, {"type": "api_error"}, False),
     ],
 )
 def test_stripe_errors(status: int, error: dict[str, Any], retry: bool) -> None:
@@ -435,7 +435,7 @@ def test_adyen_result_codes(code: str, outcome: Outcome, retry: bool) -> None:
         (422, "704", False),
         (401, "000", True),
         (500, "905", False),
-        (503, "905", True),
+        (503, "905", False),
         (429, "000", True),
     ],
 )
@@ -635,7 +635,7 @@ def test_sandbox_requests_and_answers() -> None:
     assert odd.decline_code is DeclineCode.CARD_DECLINED
     empty = s.parse_status(200, {"data": []})
     assert (empty.decline_code, empty.may_retry_elsewhere) == (DeclineCode.NOT_FOUND, True)
-    assert s.parse_authorize(503, {"error": {"code": "unavailable"}}).may_retry_elsewhere
+    assert not s.parse_authorize(503, {"error": {"code": "unavailable"}}).may_retry_elsewhere
 
 
 # --- MOTO, saving a card, charging a stored token -------------------------------------
@@ -783,7 +783,7 @@ def test_a_token_charge_never_carries_card_data_and_needs_a_token(connector: Con
         (429, DeclineCode.RATE_LIMITED, True),
         (500, DeclineCode.PROCESSING_ERROR, False),
         (502, DeclineCode.UNAVAILABLE, False),
-        (503, DeclineCode.UNAVAILABLE, True),
+        (503, DeclineCode.UNAVAILABLE, False),
         (504, DeclineCode.UNAVAILABLE, False),
     ],
 )

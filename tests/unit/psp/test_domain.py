@@ -117,3 +117,19 @@ def test_refunds_and_captures_stay_within_bounds() -> None:
         auth_only.check_capture(1001)
     with pytest.raises(ApiError):
         domain.Balance(1000, 0, voided=True).check_capture(1)
+
+
+def test_only_a_customer_at_the_hosted_page_is_sent_back_to_it_after_3ds() -> None:
+    from types import SimpleNamespace
+
+    from transact.psp.flow import Psp
+
+    def way_back(public_url: str | None, channel: str) -> str | None:
+        stub = SimpleNamespace(
+            kernel=SimpleNamespace(settings=SimpleNamespace(public_url=public_url))
+        )
+        return Psp._way_back(stub, channel)  # type: ignore[arg-type]
+
+    assert way_back("https://pay.example/", "link") == "https://pay.example/pay/return"
+    assert way_back("https://pay.example", "phone") is None
+    assert way_back(None, "link") is None

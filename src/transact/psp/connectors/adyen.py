@@ -230,6 +230,8 @@ class AdyenConnector:
 
     def _order(self, order: Order) -> dict[str, Any]:
         body = self._payment(order.reference, order.amount, order.currency)
+        if order.return_url:
+            body["returnUrl"] = order.return_url
         if order.capture:
             body["captureDelayHours"] = 0
         else:

@@ -91,6 +91,9 @@ class Order:
     # where it can (`PspResult.token`); `shopper_reference` names whose card it is.
     store: bool = False
     shopper_reference: str | None = None
+    # Where the provider sends the cardholder after a 3-D Secure check (the hosted
+    # payment page's way back); None: the connector's configured default.
+    return_url: str | None = None
 
 
 @dataclass(frozen=True)

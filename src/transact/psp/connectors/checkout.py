@@ -166,6 +166,10 @@ class CheckoutConnector:
         body["payment_type"] = "MOTO" if order.interaction is Interaction.MOTO else "Regular"
         if order.description:
             body["description"] = order.description
+        if order.return_url:
+            # Checkout.com sends the cardholder to one or the other after 3-D Secure; the
+            # page asks us which it was either way.
+            body["success_url"] = body["failure_url"] = order.return_url
         return HttpCall("POST", "/payments", self._headers(order.idempotency_key), body)
 
     def charge_token_call(self, order: Order) -> HttpCall:

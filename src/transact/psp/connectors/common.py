@@ -34,15 +34,16 @@ def http_error(
     status: int,
     message: str | None,
     *,
-    retry_on_503: bool = True,
     psp_reference: str | None = None,
 ) -> PspResult:
     """The verdict for an answer that is not a provider result, from the status alone.
 
     `may_retry_elsewhere` is True only where the status proves nothing was done:
-    the request was refused before processing (4xx except 409, 429, 503). A 500,
-    502 or 504 may come after the provider acted, so it stays False and the core
-    must ask for the status by our reference first.
+    the request was refused before processing (4xx except 409, and 429). Every 5xx,
+    503 included, may come after the provider acted (Stripe documents server errors
+    as indeterminate; a gateway in front of a PSP answers 503 for a request that
+    timed out behind it), so it stays False and the core asks for the status by our
+    reference first.
     """
     if status == 429:
         return PspResult(
@@ -59,7 +60,7 @@ def http_error(
             psp_reference,
             DeclineCode.UNAVAILABLE,
             message or "service unavailable",
-            may_retry_elsewhere=retry_on_503,
+            may_retry_elsewhere=False,
             http_status=status,
         )
     if status >= 500:

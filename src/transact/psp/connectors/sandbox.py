@@ -117,6 +117,8 @@ class SandboxConnector:
         )
         if order.store:
             body["store"] = True
+        if order.return_url:
+            body["return_url"] = order.return_url
         return HttpCall("POST", "/sandbox/payments", self._headers(order.idempotency_key), body)
 
     def charge_token_call(self, order: Order) -> HttpCall:

@@ -198,8 +198,8 @@ class StripeConnector:
                 return self.charge_token_call(order)
             raise ValueError("an order needs a card or a token")
         form = self._intent_form(order)
-        if self.return_url:
-            form["return_url"] = self.return_url
+        if order.return_url or self.return_url:
+            form["return_url"] = order.return_url or self.return_url or ""
         if order.interaction is Interaction.MOTO:
             form["payment_method_options[card][moto]"] = "true"
         # `order.store` is met after the payment (tokenize, then keep_token_call): a
@@ -243,8 +243,8 @@ class StripeConnector:
             "payment_method_types[0]": "card",
             "metadata[reference]": order.reference,
         }
-        if self.return_url:
-            form["return_url"] = self.return_url
+        if order.return_url or self.return_url:
+            form["return_url"] = order.return_url or self.return_url or ""
         form |= self._payment_method(order.card)
         return self._post("/v1/setup_intents", form, order.idempotency_key)
 
