@@ -2,7 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI must see the closures used in Depends().
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
@@ -23,6 +23,8 @@ class OpenPayment(BaseModel):
     fields: list[str] | None = Field(default=None, max_length=4)
     # Keep the card at the PSP for later charges (its token only; never the card).
     save_card: StrictBool = False
+    # Keys on the phone, or spoken (voice transcribes; the agent hears none of it).
+    input: Literal["keypad", "speech"] = "keypad"
 
 
 # Every status a payment passes through (see DESIGN.md), for the list's filter.
@@ -52,6 +54,11 @@ def statuses_of(text: str | None) -> tuple[str, ...]:
     if unknown:
         raise ApiError(422, "invalid_status", f"status must be among {', '.join(sorted(STATUSES))}")
     return wanted
+
+
+class InputSwitch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["keypad", "speech"]
 
 
 class Recapture(BaseModel):
@@ -98,6 +105,7 @@ def describe(row: store.Row) -> dict[str, Any]:
         ],
         "card": card,
         "save_card": bool(row.state.get("save_card", False)),
+        "input": row.state.get("input", "keypad") if row.channel == "phone" else None,
         "outcome": row.outcome,
         "cancel_reason": row.cancel_reason,
         "expires_at": row.expires_at.isoformat(),
@@ -135,6 +143,7 @@ def build_router(kernel: Kernel, capture: Capture) -> APIRouter:
                 body.reference,
                 body.fields,
                 save_card=body.save_card,
+                input=body.input,
             )
             return describe(row)
 
@@ -143,11 +152,18 @@ def build_router(kernel: Kernel, capture: Capture) -> APIRouter:
             "capture.open",
             principal.tenant_id,
             idempotency_key,
-            # `save_card` counts only when set, so keys stored before it existed still match.
+            # `save_card` and `input` count only when not their defaults, so keys stored
+            # before they existed still match.
             idempotency.fingerprint(
                 principal.id,
                 call_id,
-                body.model_dump(exclude=None if body.save_card else {"save_card"}),
+                body.model_dump(
+                    exclude={
+                        *(() if body.save_card else ("save_card",)),
+                        *(() if body.input != "keypad" else ("input",)),
+                    }
+                    or None
+                ),
             ),
             response,
             work,
@@ -177,6 +193,13 @@ def build_router(kernel: Kernel, capture: Capture) -> APIRouter:
         payment_id: str, body: Recapture, principal: Annotated[Principal, Depends(agent)]
     ) -> dict[str, Any]:
         return describe(await capture.recapture(principal, payment_id[:64], body.field))
+
+    @router.post("/api/v1/payments/{payment_id}/input")
+    async def switch_input(
+        payment_id: str, body: InputSwitch, principal: Annotated[Principal, Depends(agent)]
+    ) -> dict[str, Any]:
+        """Keypad or speech for the rest of the capture; completed fields are kept."""
+        return describe(await capture.switch_input(principal, payment_id[:64], body.mode))
 
     @router.post("/api/v1/payments/{payment_id}/submit", status_code=202)
     async def submit(

@@ -18,6 +18,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
 
+from transact.contracts.capture import holder_name
 from transact.kernel.sensitive import luhn_valid
 
 FIELD_NAMES: Final = ("pan", "expiry", "cvv", "postcode")
@@ -444,6 +445,9 @@ class Card:
     """
 
     values: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # The name on the card, when the payment page asked for it: typed, never keyed,
+    # so it is no field of the keypad's rules; it goes to the PSP with the card.
+    holder: str | None = None
 
     __hash__ = None  # type: ignore[assignment]  # a mapping of digits: not hashable
 
@@ -456,6 +460,7 @@ class Card:
             if not _is_digits(value) or len(value) > _MAX_LENGTH[name]:
                 raise ValueError(f"{name} must be 1-{_MAX_LENGTH[name]} digits")
         object.__setattr__(self, "values", MappingProxyType(values))
+        object.__setattr__(self, "holder", holder_name(self.holder))
 
     def value(self, name: str) -> str:
         """The digits keyed so far (or the completed value) of a field; "" when none."""
@@ -469,10 +474,11 @@ class Card:
             values[name] = digits
         else:
             values.pop(name, None)
-        return Card(values)
+        return Card(values, self.holder)
 
     def to_bytes(self) -> bytes:
-        return json.dumps(dict(self.values), sort_keys=True, separators=(",", ":")).encode()
+        data = dict(self.values) | ({"holder": self.holder} if self.holder else {})
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Card:
@@ -483,11 +489,12 @@ class Card:
             data = None
         if not isinstance(data, dict):
             raise ValueError("card bytes are not a JSON object")
-        return cls(data)
+        holder = data.pop("holder", None)
+        return cls(data, holder if isinstance(holder, str) else None)
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}=<{len(self.values[name])} digits>" for name in self.values)
-        return f"Card({shown})"
+        return f"Card({shown}{', holder=<name>' if self.holder else ''})"
 
     def __reduce__(self) -> Any:
         # Pickling would write the clear digits wherever the pickle goes.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import json
 import secrets
 from dataclasses import dataclass, replace
@@ -26,14 +27,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.capture import domain, store
 from transact.contracts import Message, utcnow
-from transact.contracts.calls import keypad_context
+from transact.contracts.calls import InputMode, keypad_context
 from transact.contracts.capture import (
     CancelReason,
     CaptureCancelled,
     CaptureCancelRequested,
     CaptureCardPosted,
     CaptureCompleted,
+    CaptureInputChanged,
     CaptureProgress,
+    CaptureRecaptureRequested,
     CaptureRequested,
     CaptureStarted,
     CaptureSubmitRequested,
@@ -47,7 +50,7 @@ from transact.kernel.security import Principal
 
 # Options chosen when the capture opened, kept in the session's state beside the
 # domain's counts and verdicts (every step rewrites the state; these survive it).
-STATE_OPTIONS = ("save_card",)
+STATE_OPTIONS = ("save_card", "input")
 
 # The vault entry outlives the session a little, so expiry (not TTL) decides its end.
 VAULT_MARGIN = timedelta(minutes=2)
@@ -156,6 +159,7 @@ class Capture:
         fields: list[str] | None,
         *,
         save_card: bool = False,
+        input: InputMode = "keypad",
     ) -> store.Row:
         now = utcnow()
         capture_id = "pay_" + secrets.token_hex(12)
@@ -183,7 +187,11 @@ class Capture:
                 reference=reference,
                 status="capturing",
                 cancel_reason=None,
-                state={**step.session.to_dict(), **({"save_card": True} if save_card else {})},
+                state={
+                    **step.session.to_dict(),
+                    **({"save_card": True} if save_card else {}),
+                    **({"input": input} if input != "keypad" else {}),
+                },
                 vault_ref=vault_ref,
                 expires_at=step.session.expires_at(),
                 created_at=now,
@@ -215,6 +223,7 @@ class Capture:
                     amount=amount,
                     currency=currency,
                     reference=reference,
+                    input=input,
                 ),
                 *_progress_events(row, step),
             )
@@ -229,10 +238,85 @@ class Capture:
                     "amount": amount,
                     "currency": currency,
                     **({"save_card": True} if save_card else {}),
+                    **({"input": input} if input != "keypad" else {}),
                 },
             )
         self.kernel.relay.notify()
         return row
+
+    # --- keypad or speech ----------------------------------------------------------------
+
+    async def switch_input(
+        self, principal: Principal, capture_id: str, mode: InputMode
+    ) -> store.Row:
+        """The customer keys or speaks the rest of the card: fields already complete stay
+        complete, the field being given goes on from where it is. Telephony hears of it
+        and routes the customer's keys (or audio) accordingly."""
+        async with self.kernel.db.transaction() as session:
+            row = await self._mine(session, principal, capture_id)
+            if row.channel != "phone":
+                raise ApiError(
+                    409, "not_a_phone_payment", "only a payment taken on a call can be spoken"
+                )
+            if row.status not in store.OPEN:
+                raise ApiError(409, "not_capturing", f"the payment is {row.status}")
+            if row.state.get("input", "keypad") == mode:
+                return row  # already so: nothing to tell anyone
+            await store.save(session, row.id, state={**row.state, "input": mode})
+            await add_to_outbox(
+                session,
+                CaptureInputChanged(
+                    tenant_id=row.tenant_id,
+                    correlation_id=row.id,
+                    capture_id=row.id,
+                    call_id=row.call_id,
+                    agent_id=row.agent_id,
+                    input=mode,
+                ),
+            )
+            await audit.append(
+                session,
+                action="capture.input_changed",
+                actor=principal.actor,
+                tenant_id=row.tenant_id,
+                target=row.id,
+                details={"input": mode},
+            )
+        self.kernel.relay.notify()
+        return await self.view(principal, capture_id)
+
+    async def recapture_requested(self, message: CaptureRecaptureRequested) -> None:
+        """Voice asks for a field again (the customer said the read-back was wrong). Like
+        the agent's re-ask; a capture no longer open is left alone. A redelivery asks
+        again, which clears what was said since: the customer is asked again anyway."""
+        async with self.kernel.db.transaction() as session:
+            row = await store.get(session, message.capture_id, lock=True)
+            if (
+                row is None
+                or row.tenant_id != message.tenant_id
+                or row.channel != "phone"
+                or row.status not in store.OPEN
+            ):
+                return
+            current = domain.Session.from_dict(row.state)
+            if message.field not in current.policy.fields:
+                return
+            try:
+                draft = Draft.from_bytes(await self.kernel.vault.get(row.tenant_id, row.vault_ref))
+                step = domain.recapture(current, draft.card, message.field)
+            except (VaultError, ValueError):
+                return  # the card is gone or the capture failed: nothing to ask again
+            await self._store_draft(row, Draft(draft.seq, step.card, draft.previous))
+            await self._save_step(session, row, step.session, [step])
+            await audit.append(
+                session,
+                action="capture.recapture",
+                actor="voice",
+                tenant_id=row.tenant_id,
+                target=row.id,
+                details={"field": message.field, "reason": message.reason},
+            )
+        self.kernel.relay.notify()
 
     # --- self-service calls (a flow asks, no agent) ----------------------------------------
 
@@ -379,6 +463,11 @@ class Capture:
             with contextlib.suppress(ValueError):
                 policy = domain.Policy.from_dict({**policy.to_dict(), "fields": message.fields})
             step = domain.fill(policy, values, now, now.date())
+            # The name on the card (the page asks for it when the tenant wants it) goes
+            # with the card; the page checked it, and an unusable one is left out.
+            step = dataclasses.replace(
+                step, card=dataclasses.replace(step.card, holder=values.get("holder"))
+            )
             ready = step.session.status is domain.SessionStatus.READY
             row = store.Row(
                 id=message.capture_id,
@@ -500,7 +589,15 @@ class Capture:
             keys = self.kernel.vault.unseal(
                 tenant_id, base64.b64decode(sealed), keypad_context(call_id)
             ).decode()
-            draft = Draft.from_bytes(await self.kernel.vault.get(tenant_id, row.vault_ref))
+            try:
+                stored = await self.kernel.vault.get(tenant_id, row.vault_ref)
+            except VaultError:
+                # The draft went with its vault entry (a cache restarted empty, an
+                # eviction): the keys so far are lost, so the capture ends now, clearly,
+                # rather than failing every key until it expires.
+                await self._end(session, row, "expired", "expired")
+                return
+            draft = Draft.from_bytes(stored)
             card = draft.previous if draft.seq == seq and draft.previous else draft.card
             current = domain.Session.from_dict(row.state)
             steps: list[domain.Step] = []

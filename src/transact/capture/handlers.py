@@ -8,6 +8,7 @@ from transact.contracts.calls import CallAssigned, CallEnded, CallKeypad
 from transact.contracts.capture import (
     CaptureCancelRequested,
     CaptureCardPosted,
+    CaptureRecaptureRequested,
     CaptureRequested,
     CaptureSubmitRequested,
 )
@@ -48,6 +49,10 @@ def subscribe(service: Service, capture: Capture) -> None:
         assert isinstance(message, CaptureCancelRequested)
         await capture.cancel_requested(message)
 
+    async def on_recapture_requested(message: Message) -> None:
+        assert isinstance(message, CaptureRecaptureRequested)
+        await capture.recapture_requested(message)
+
     async def on_assigned(message: Message) -> None:
         assert isinstance(message, CallAssigned)
         await capture.call_assigned(message.tenant_id, message.call_id, message.agent_id)
@@ -87,6 +92,7 @@ def subscribe(service: Service, capture: Capture) -> None:
     service.subscribe(CaptureSubmitRequested.topic, on_submit_requested)
     # Cancelling a capture that is no longer open does nothing.
     service.subscribe(CaptureCancelRequested.topic, on_cancel_requested)
+    service.subscribe(CaptureRecaptureRequested.topic, on_recapture_requested)
     service.subscribe(CallAssigned.topic, on_assigned)
     service.subscribe(CallEnded.topic, on_ended)
     for topic in OUTCOMES:

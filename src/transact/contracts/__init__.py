@@ -12,6 +12,7 @@ from transact.contracts import (
     money,
     payments,
     statements,
+    voice,
 )
 from transact.contracts.base import Message, UnknownMessageType, new_id, utcnow
 
@@ -28,4 +29,5 @@ __all__ = [
     "payments",
     "statements",
     "utcnow",
+    "voice",
 ]

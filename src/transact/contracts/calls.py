@@ -10,6 +10,9 @@ from pydantic import Field
 from transact.contracts.base import Message
 
 EndReason = Literal["hangup", "timeout", "error", "completed"]
+# How the customer gives card details in secure mode: keys on the phone, or spoken
+# (telephony streams the customer's audio, sealed, to voice; the agent hears none of it).
+InputMode = Literal["keypad", "speech"]
 MAX_PLAY_CLIPS = 400
 
 
@@ -91,6 +94,7 @@ class CallSecureMode(Message):
     call_id: str
     on: bool
     capture_id: str | None = None
+    input: InputMode = "keypad"
 
 
 class CallKeypad(Message):
@@ -119,6 +123,9 @@ class CallIvrKey(Message):
     call_id: str
     seq: int
     sealed: str  # base64 of Vault.seal(tenant, key, ivr_key_context(call_id))
+    # On a call an agent handed over: the flow's session the key is for. The numbering
+    # starts again from 1 with each handover, so a late key of an earlier one is told apart.
+    session_id: str | None = None
 
 
 class CallPlay(Message):
@@ -131,6 +138,10 @@ class CallPlay(Message):
     clips: Annotated[list[str], Field(min_length=1, max_length=MAX_PLAY_CLIPS)]
     mark: Annotated[str, Field(min_length=1, max_length=64)]
     barge_in: bool = True
+    # The handover (`call.handover` session) this prompt belongs to: telephony applies
+    # the handover first if that command has not reached it yet, so a prompt never
+    # plays on a bridged call, and drops the prompt once that handover has ended.
+    handover: str | None = None
 
 
 class CallPromptDone(Message):
@@ -147,3 +158,18 @@ class CallHangup(Message):
 
     topic = "call.hangup"
     call_id: str
+
+
+class CallHandover(Message):
+    """An agent's call handed to a self-service flow and back (a command for telephony).
+
+    `on`: the flow's session `session_id` drives the customer leg (prompts, menu keys,
+    the card in secure mode); the agent hears only a soft hold tone, the customer does
+    not hear the agent. Off: the bridge is back; with no agent leg left, the call ends.
+    Applied once per session: a repeat, or an `on` after its `off`, changes nothing.
+    """
+
+    topic = "call.handover"
+    call_id: str
+    session_id: str
+    on: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from transact.contracts.base import Message
+from transact.contracts.calls import InputMode
 
 # "invalid": a card typed on the hosted payment page broke a rule; the page asks again.
 # "ivr": a self-service flow replaced it (the caller chose to key the card again).
@@ -14,6 +15,22 @@ CancelReason = Literal[
     "agent", "call_ended", "expired", "failed", "invalid", "ivr", "call_busy", "replaced_by_link"
 ]
 CaptureChannel = Literal["phone", "link", "ivr"]
+
+
+MAX_HOLDER_LENGTH = 64
+
+
+def holder_name(text: str | None) -> str | None:
+    """A cardholder's name as a PSP takes it: spaces made single, 2-64 characters of
+    letters (any script), spaces and ' - . ,, at least two letters; None otherwise."""
+    if not isinstance(text, str):
+        return None
+    name = " ".join(text.split())
+    if not 2 <= len(name) <= MAX_HOLDER_LENGTH:
+        return None
+    if not all(ch.isalpha() or ch in " '-.,\u2019" for ch in name):
+        return None
+    return name if sum(ch.isalpha() for ch in name) >= 2 else None
 
 
 def link_card_context(capture_id: str) -> bytes:
@@ -33,6 +50,19 @@ class CaptureStarted(Message):
     amount: int | None = None
     currency: str | None = None
     reference: str | None = None
+    # Keys on the phone, or spoken (see `CaptureInputChanged`).
+    input: InputMode = "keypad"
+
+
+class CaptureInputChanged(Message):
+    """The agent switched an open phone capture between keypad and speech; the fields
+    already complete stay as they are."""
+
+    topic = "capture.input_changed"
+    capture_id: str
+    call_id: str | None
+    agent_id: str | None = None
+    input: InputMode
 
 
 class CaptureProgress(Message):
@@ -73,8 +103,9 @@ class CaptureCancelled(Message):
 class CaptureCardPosted(Message):
     """A whole card typed on the hosted payment page (a command for capture, from remote).
 
-    `sealed` is base64 of `Vault.seal(tenant, json {"pan", "expiry", "cvv"[, "postcode"]},
-    link_card_context(capture_id))`: the bus cannot read it. Capture validates it by its
+    `sealed` is base64 of `Vault.seal(tenant, json {"pan", "expiry", "cvv"[, "postcode"]
+    [, "holder"]}, link_card_context(capture_id))` ("holder": the name on the card, see
+    `holder_name`): the bus cannot read it. Capture validates it by its
     own rules, seals it in the vault and, when `submit`, requests the payment at once;
     otherwise the capture waits `ready` for the agent's submit. The capture id is chosen
     by remote, so it can follow the capture's events; a repeat changes nothing.
@@ -133,3 +164,14 @@ class CaptureCancelRequested(Message):
     capture_id: str
     reason: Literal["replaced_by_link"] = "replaced_by_link"
     link_id: str | None = None
+
+
+class CaptureRecaptureRequested(Message):
+    """Ask for one field of an open capture again (a command for capture, from voice): the
+    customer said "no" to the read-back of the card number. Like an agent's re-ask; a
+    capture no longer open, or a field not reached yet, is left as it is."""
+
+    topic = "capture.recapture_requested"
+    capture_id: str
+    field: str
+    reason: Literal["readback"] = "readback"

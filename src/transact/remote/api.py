@@ -58,6 +58,7 @@ class LinkSettingsIn(BaseModel):
     max_attempts: StrictInt = domain.DEFAULT_MAX_ATTEMPTS
     submitter: StrictStr = "customer"
     ask_postcode: StrictBool = False
+    ask_name: StrictBool = False
     card_posts_per_ip_per_hour: StrictInt = 20
 
 

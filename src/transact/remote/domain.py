@@ -77,6 +77,7 @@ class LinkSettings:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     submitter: Submitter = Submitter.CUSTOMER
     ask_postcode: bool = False
+    ask_name: bool = False  # the cardholder's name, as on the card
     # Card posts one address may make per hour, across the tenant's links (card testing).
     card_posts_per_ip_per_hour: int = 20
 
@@ -109,6 +110,7 @@ class LinkSettings:
             "max_attempts": self.max_attempts,
             "submitter": self.submitter.value,
             "ask_postcode": self.ask_postcode,
+            "ask_name": self.ask_name,
             "card_posts_per_ip_per_hour": self.card_posts_per_ip_per_hour,
         }
 
@@ -434,6 +436,7 @@ _FIELD_WORDS: Final = {
     "cvv": "Enter the security code from the back of the card.",
     "postcode": "Enter the postcode of the card's billing address.",
 }
+NAME_MESSAGE: Final = "Enter your name as it is written on the card."
 
 
 def field_message(name: str, reason: str) -> str:

@@ -25,9 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.contracts import Message, utcnow
 from transact.contracts.capture import (
+    MAX_HOLDER_LENGTH,
     CaptureCancelRequested,
     CaptureCardPosted,
     CaptureStarted,
+    holder_name,
     link_card_context,
 )
 from transact.contracts.links import (
@@ -538,8 +540,13 @@ class Remote:
             raise LinkError(
                 429, "too_many_requests", "Too many tries from your network. Please wait a while."
             )
-        capture_id = "pay_" + secrets.token_hex(12)
         card = domain.posted_card(form, settings.fields)
+        if settings.ask_name:
+            holder = holder_name(form.get("name", "")[: 2 * MAX_HOLDER_LENGTH])
+            if holder is None:
+                raise LinkError(422, "invalid_name", domain.NAME_MESSAGE)
+            card["holder"] = holder
+        capture_id = "pay_" + secrets.token_hex(12)
         sealed = self.kernel.vault.seal(
             web.tenant_id, json.dumps(card).encode(), link_card_context(capture_id)
         )

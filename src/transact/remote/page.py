@@ -144,6 +144,7 @@ def build_router(kernel: Kernel, remote: Remote) -> APIRouter:
                 errors=errors,
                 notice=domain.last_outcome(page.attempt),
                 ask_postcode=settings.ask_postcode,
+                ask_name=settings.ask_name,
                 agent_submits=settings.submitter is Submitter.AGENT,
                 attempts_left=link.max_attempts - link.attempts,
                 first_try=link.attempts == 0,

@@ -1144,3 +1144,23 @@ def test_the_same_inputs_give_the_same_step() -> None:
     assert start(Policy(), datetime(2026, 1, 1, tzinfo=UTC)) == start(
         Policy(), datetime(2026, 1, 1, tzinfo=UTC)
     )
+
+
+def test_a_cardholder_name_travels_with_the_card_and_is_never_shown() -> None:
+    from transact.capture.domain import Card
+    from transact.contracts.capture import holder_name
+
+    assert holder_name("  Jane   O'Neil ") == "Jane O'Neil"
+    assert holder_name("José Ñúñez-García") == "José Ñúñez-García"
+    for bad in ("", "J", "4111 1111", "Jane <script>", "x" * 65, None, "- ."):
+        assert holder_name(bad) is None, bad
+    card = Card({"pan": "4242424242424242"}, "Jane O'Neil").with_value("cvv", "123")
+    assert card.holder == "Jane O'Neil"
+    assert "Jane" not in repr(card)
+    again = Card.from_bytes(card.to_bytes())
+    assert (again.holder, again.value("pan"), again.value("cvv")) == (
+        "Jane O'Neil",
+        "4242424242424242",
+        "123",
+    )
+    assert Card({"pan": "4242"}, "4111111111111111").holder is None  # not a name: dropped

@@ -92,6 +92,12 @@
     return { complete: true, message: "" };
   }
 
+  function checkName(value) {
+    var text = (value || "").trim();
+    if (!text) { return { complete: false, message: "Enter your name as it is written on the card." }; }
+    return { complete: true, message: "" };
+  }
+
   function checkPostcode(value) {
     var text = (value || "").trim();
     if (!text) { return { complete: false, message: "Enter your billing postcode." }; }
@@ -99,6 +105,7 @@
   }
 
   function reportProgress(form, field, result) {
+    if (!field) { return; }
     var state = result.complete ? (result.message ? "invalid" : "valid") : "incomplete";
     if (form.getAttribute("data-last-" + field) === state) { return; }
     form.setAttribute("data-last-" + field, state);
@@ -124,6 +131,11 @@
       { field: "cvv", el: document.getElementById("cvc"),
         check: function () { return checkCvc(document.getElementById("cvc").value, number.value); } }
     ];
+    var name = document.getElementById("name");
+    if (name) {
+      // Not reported to the agent: a name is no card field, and its progress says nothing.
+      inputs.unshift({ field: null, el: name, check: function () { return checkName(name.value); } });
+    }
     var postcode = document.getElementById("postcode");
     if (postcode) {
       inputs.push({ field: "postcode", el: postcode,
