@@ -4,7 +4,8 @@
 in-process bus and cache), fed `payment.requested` messages through the bus the
 way card capture sends them, each with a card sealed in the vault. A payment's
 platform overhead is the time from publishing the request to receiving its
-outcome event, minus the time spent waiting for the PSP.
+outcome event, minus the time spent waiting for the PSP. `payments --cluster`: the
+same load against PSP adapter processes on Redis Streams and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from transact import psp
@@ -28,6 +32,8 @@ from transact.kernel.settings import load_settings
 from transact.psp import Psp
 from transact.psp.simulator import create_simulator_app
 
+BENCH_TENANT = "bench-tenant"
+
 
 def _percentile(values: list[float], q: float) -> float:
     if not values:
@@ -35,6 +41,94 @@ def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index]
+
+
+@dataclass
+class Load:
+    """Payments fed through the bus as card capture feeds them, and their outcomes timed."""
+
+    kernel: Kernel
+    concurrency: int
+    seconds: float
+    psp_seconds: dict[str, float] = field(default_factory=dict)
+    waiting: dict[str, asyncio.Future[Message]] = field(default_factory=dict)
+    overheads: list[float] = field(default_factory=list)
+    totals: list[float] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    def listen(self, group: str = "bench") -> None:
+        async def outcome(message: Message) -> None:
+            future = self.waiting.pop(getattr(message, "payment_id", ""), None)
+            if future is not None and not future.done():
+                future.set_result(message)
+
+        for topic in ("payment.authorized", "payment.declined", "payment.failed"):
+            self.kernel.bus.subscribe(topic, group, outcome)
+
+    def observe(self, call: Any, seconds: float) -> None:
+        """Time spent waiting for the PSP, which is not the platform's overhead."""
+        reference = call.path + json.dumps(call.json or call.form or {})
+        for payment_id in list(self.waiting):
+            if payment_id in reference:
+                self.psp_seconds[payment_id] = self.psp_seconds.get(payment_id, 0.0) + seconds
+                break
+
+    async def run(self) -> None:
+        deadline = time.perf_counter() + self.seconds
+        began = time.perf_counter()
+        await asyncio.gather(*(self._worker(deadline) for _ in range(self.concurrency)))
+        self.elapsed = time.perf_counter() - began
+
+    async def _worker(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        card = json.dumps({"pan": "4242424242424242", "expiry": "1230", "cvv": "123"}).encode()
+        while time.perf_counter() < deadline:
+            payment_id = "pay_" + uuid.uuid4().hex[:20]
+            ref = await self.kernel.vault.put(BENCH_TENANT, card)
+            future: asyncio.Future[Message] = loop.create_future()
+            self.waiting[payment_id] = future
+            started = time.perf_counter()
+            await self.kernel.bus.publish(
+                PaymentRequested(
+                    tenant_id=BENCH_TENANT,
+                    payment_id=payment_id,
+                    capture_id=payment_id,
+                    amount=1000,
+                    currency="GBP",
+                    reference="bench",
+                    channel="phone",
+                    agent_id=None,
+                    vault_ref=ref,
+                    idempotency_key=f"{payment_id}:a",
+                )
+            )
+            result = await asyncio.wait_for(future, 30)
+            total = time.perf_counter() - started
+            self.totals.append(total)
+            self.overheads.append(total - self.psp_seconds.pop(payment_id, 0.0))
+            self.outcomes[result.topic] = self.outcomes.get(result.topic, 0) + 1
+
+    def report(self, **extra: Any) -> dict[str, Any]:
+        elapsed, overheads, totals = self.elapsed, self.overheads, self.totals
+        return {
+            "benchmark": "payments",
+            **extra,
+            "concurrency": self.concurrency,
+            "seconds": round(elapsed, 3),
+            "payments": len(totals),
+            "payments_per_second": round(len(totals) / elapsed, 1) if elapsed else 0.0,
+            "overhead_ms": {
+                "p50": round(_percentile(overheads, 0.5) * 1000, 2),
+                "p99": round(_percentile(overheads, 0.99) * 1000, 2),
+                "mean": round(statistics.fmean(overheads) * 1000, 2) if overheads else 0.0,
+            },
+            "latency_ms": {
+                "p50": round(_percentile(totals, 0.5) * 1000, 2),
+                "p99": round(_percentile(totals, 0.99) * 1000, 2),
+            },
+            "outcomes": self.outcomes,
+        }
 
 
 async def bench_payments(connector: str, concurrency: int, seconds: float) -> dict[str, Any]:
@@ -51,87 +145,18 @@ async def bench_payments(connector: str, concurrency: int, seconds: float) -> di
         kernel = Kernel.from_settings(settings)
         service = Psp(kernel, sandbox_app=create_simulator_app())
         app = create_app(kernel, [psp.build(kernel, service)], manage_kernel=True)
-        psp_seconds: dict[str, float] = {}
-        waiting: dict[str, asyncio.Future[Message]] = {}
-
-        async def outcome(message: Message) -> None:
-            future = waiting.pop(getattr(message, "payment_id", ""), None)
-            if future is not None and not future.done():
-                future.set_result(message)
-
-        for topic in ("payment.authorized", "payment.declined", "payment.failed"):
-            kernel.bus.subscribe(topic, "bench", outcome)
+        load = Load(kernel, concurrency, seconds)
+        load.listen()
         async with app.router.lifespan_context(app):
             server = await _route_to_simulator(kernel) if connector == "sim" else None
-
-            def observe(call: Any, seconds: float) -> None:
-                reference = call.path + json.dumps(call.json or call.form or {})
-                for payment_id in list(waiting):
-                    if payment_id in reference:
-                        psp_seconds[payment_id] = psp_seconds.get(payment_id, 0.0) + seconds
-                        break
-
-            service.observe_call = observe
-            overheads: list[float] = []
-            totals: list[float] = []
-            outcomes: dict[str, int] = {}
-            deadline = time.perf_counter() + seconds
-
-            async def worker() -> None:
-                loop = asyncio.get_running_loop()
-                while time.perf_counter() < deadline:
-                    payment_id = "pay_" + uuid.uuid4().hex[:20]
-                    card = json.dumps(
-                        {"pan": "4242424242424242", "expiry": "1230", "cvv": "123"}
-                    ).encode()
-                    ref = await kernel.vault.put("bench-tenant", card)
-                    future: asyncio.Future[Message] = loop.create_future()
-                    waiting[payment_id] = future
-                    started = time.perf_counter()
-                    await kernel.bus.publish(
-                        PaymentRequested(
-                            tenant_id="bench-tenant",
-                            payment_id=payment_id,
-                            capture_id=payment_id,
-                            amount=1000,
-                            currency="GBP",
-                            reference="bench",
-                            channel="phone",
-                            agent_id=None,
-                            vault_ref=ref,
-                            idempotency_key=f"{payment_id}:a",
-                        )
-                    )
-                    result = await asyncio.wait_for(future, 30)
-                    total = time.perf_counter() - started
-                    totals.append(total)
-                    overheads.append(total - psp_seconds.pop(payment_id, 0.0))
-                    outcomes[result.topic] = outcomes.get(result.topic, 0) + 1
-
-            began = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            elapsed = time.perf_counter() - began
+            service.observe_call = load.observe
+            await load.run()
             if server is not None:
                 server.should_exit = True
-    return {
-        "benchmark": "payments",
-        "connector": connector,
-        "concurrency": concurrency,
-        "seconds": round(elapsed, 3),
-        "payments": len(totals),
-        "payments_per_second": round(len(totals) / elapsed, 1) if elapsed else 0.0,
-        "overhead_ms": {
-            "p50": round(_percentile(overheads, 0.5) * 1000, 2),
-            "p99": round(_percentile(overheads, 0.99) * 1000, 2),
-            "mean": round(statistics.fmean(overheads) * 1000, 2) if overheads else 0.0,
-        },
-        "latency_ms": {
-            "p50": round(_percentile(totals, 0.5) * 1000, 2),
-            "p99": round(_percentile(totals, 0.99) * 1000, 2),
-        },
-        "outcomes": outcomes,
-        "backends": {"database": "sqlite", "bus": "memory", "cache": "memory"},
-    }
+    return load.report(
+        connector=connector,
+        backends={"database": "sqlite", "bus": "memory", "cache": "memory"},
+    )
 
 
 async def _route_to_simulator(kernel: Kernel) -> Any:
@@ -158,5 +183,109 @@ async def _route_to_simulator(kernel: Kernel) -> Any:
         "routes": [{"connector": "sandbox", "base_url": f"http://127.0.0.1:{port}"}],
     }
     async with kernel.db.transaction() as session:
-        await set_routes(session, "bench-tenant", config, None)
+        await set_routes(session, BENCH_TENANT, config, None)
     return server
+
+
+# --- the same load against the distributed mode ----------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process, from /proc (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _with_children(pids: list[int]) -> list[int]:
+    """The processes and their children (PostgreSQL serves each connection in a child)."""
+    found = list(pids)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent in pids:
+            found.append(int(entry.name))
+    return found
+
+
+def _cluster_cpu(pids: list[int]) -> dict[int, float]:
+    return {pid: _cpu_seconds(pid) for pid in _with_children(pids)}
+
+
+async def _cluster_load(
+    settings_env: dict[str, str], concurrency: int, seconds: float, cpu_pids: list[int]
+) -> tuple[Load, float]:
+    from transact.kernel.db import Database
+    from transact.psp.store import set_routes
+
+    settings = load_settings(
+        database_url=settings_env["TRANSACT_DATABASE_URL"],
+        bus_url=settings_env["TRANSACT_BUS_URL"],
+        cache_url=settings_env["TRANSACT_CACHE_URL"],
+        vault_url=settings_env["TRANSACT_VAULT_URL"],
+        master_key=settings_env["TRANSACT_MASTER_KEY"],
+        namespace=settings_env["TRANSACT_NAMESPACE"],
+        log_level="ERROR",
+    )
+    database = Database(settings.database_url)
+    config = {"mode": "sale", "options": {}, "routes": [{"connector": "sandbox"}]}
+    async with database.transaction() as session:
+        await set_routes(session, BENCH_TENANT, config, None)
+    await database.close()
+    kernel = Kernel.from_settings(settings)
+    load = Load(kernel, concurrency, seconds)
+    load.listen(group=f"bench-{uuid.uuid4().hex[:8]}")
+    await kernel.start(migrate=False)
+    try:
+        before = _cluster_cpu(cpu_pids)
+        await load.run()
+        after = _cluster_cpu(cpu_pids)
+    finally:
+        await kernel.stop()
+    # Processes (PostgreSQL backends) that came or went during the run count what we saw.
+    used = sum(after.get(pid, 0.0) - before.get(pid, 0.0) for pid in after)
+    return load, max(used, 0.0)
+
+
+def bench_payments_cluster(
+    instances: int,
+    concurrency: int,
+    seconds: float,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """The PSP adapter as `instances` processes on Redis Streams, PostgreSQL and Redis (a
+    throwaway `transact cluster` of just the PSP adapter); this process plays card
+    capture. Cores used: the CPU time the cluster's processes (PSP adapters, Redis,
+    PostgreSQL with its backends) spent during the run, over its wall time."""
+    from transact import cluster
+
+    with tempfile.TemporaryDirectory(prefix="transact-bench-cluster-") as tmp:
+        directory = Path(tmp) / "cluster"
+        started = cluster.up(directory, {"psp": instances}, services=["psp"], progress=progress)
+        try:
+            pids = [p.pid for p in started.processes if p.kind != "nginx"]
+            progress(f"running {seconds:g} s of payments at concurrency {concurrency}")
+            client_cpu = time.process_time()
+            load, used = asyncio.run(
+                _cluster_load(started.service_env("psp"), concurrency, seconds, pids)
+            )
+            client_cpu = time.process_time() - client_cpu
+        finally:
+            progress("stopping the cluster")
+            cluster.down(directory)
+    cores = used / load.elapsed if load.elapsed else 0.0
+    per_core = len(load.totals) / used if used else 0.0
+    return load.report(
+        connector="sandbox",
+        backends={"database": "postgresql", "bus": "redis", "cache": "redis"},
+        psp_instances=instances,
+        cores_used=round(cores, 2),
+        payments_per_second_per_core=round(per_core, 1),
+        load_generator_cpu_seconds=round(client_cpu, 2),
+    )

@@ -431,19 +431,37 @@ bench_app = typer.Typer(help="Benchmarks; each prints one JSON object.", no_args
 app.add_typer(bench_app, name="bench")
 
 
+def _progress(step: str) -> None:
+    """Steps of a long benchmark, on stderr: stdout carries only its JSON."""
+    Console(stderr=True).print(f"{step} ...", highlight=False)
+
+
 @bench_app.command("payments")
 def bench_payments(
     connector: Annotated[str, typer.Option(help="sandbox (in-process) or sim (HTTP)")] = "sandbox",
     concurrency: Annotated[int, typer.Option(min=1, max=1000)] = 16,
     seconds: Annotated[float, typer.Option(min=0.5, max=600)] = 10.0,
+    cluster: Annotated[
+        bool,
+        typer.Option(help="against PSP adapter processes on Redis Streams and PostgreSQL"),
+    ] = False,
+    instances: Annotated[
+        int, typer.Option(min=1, max=8, help="PSP adapter processes (--cluster)")
+    ] = 1,
 ) -> None:
     """Payments per second and platform overhead (p50/p99, PSP time excluded)."""
     import json
 
     from transact.bench import bench_payments as run_bench
+    from transact.bench import bench_payments_cluster
 
     try:
-        result = asyncio.run(run_bench(connector, concurrency, seconds))
+        if cluster:
+            if connector != "sandbox":
+                raise ValueError("--cluster runs the sandbox connector")
+            result = bench_payments_cluster(instances, concurrency, seconds, progress=_progress)
+        else:
+            result = asyncio.run(run_bench(connector, concurrency, seconds))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     print(json.dumps(result))
@@ -480,6 +498,52 @@ def bench_push(
     from transact.push_bench import run as run_bench
 
     print(run_bench(keys))
+
+
+@bench_app.command("speech")
+def bench_speech(
+    quick: Annotated[bool, typer.Option(help="a small corpus (seconds, for tests)")] = False,
+    seed: Annotated[int, typer.Option(help="seed for the numbers and noise")] = 1,
+    fsdd: Annotated[
+        Path, typer.Option(help="FSDD recordings (human voices); skipped if absent")
+    ] = Path("../shared/data/fsdd"),
+) -> None:
+    """Spoken card fields through the recognizer on one core: accuracy, RTF, latency."""
+    import json
+
+    from transact.voice.bench import Options, run_isolated
+
+    print(json.dumps(run_isolated(Options(quick=quick, seed=seed, fsdd=str(fsdd)))))
+
+
+@bench_app.command("reports")
+def bench_reports(
+    payments: Annotated[int, typer.Option(min=1, max=10_000_000)] = 1_000_000,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="PostgreSQL (postgresql+asyncpg://...); default: a temporary SQLite"),
+    ] = None,
+    days: Annotated[
+        int, typer.Option(min=7, max=400, help="the period the payments spread over")
+    ] = 90,
+    repeat: Annotated[
+        int, typer.Option(min=1, max=1000, help="dashboard loads timed per view")
+    ] = 20,
+    projection: Annotated[
+        bool, typer.Option(help="also fill the payments projection (CSV, reconciliation)")
+    ] = True,
+    quick: Annotated[
+        bool, typer.Option(help="2,000 payments, 3 loads (seconds, for tests)")
+    ] = False,
+) -> None:
+    """Dashboard loads (p50/p95) over aggregates of a million payments."""
+    import json
+
+    from transact.reporting.bench import run_sync
+
+    if quick:
+        payments, repeat = min(payments, 2_000), min(repeat, 3)
+    print(json.dumps(run_sync(payments, database_url, days, repeat, projection)))
 
 
 cluster_app = typer.Typer(
@@ -648,6 +712,25 @@ def ivr_render_prompts(
     written = render_all(target, voice, speed)
     size = sum(path.stat().st_size for path in written)
     out.print(f"wrote {len(written)} prompts ({size // 1024} KiB) to {target}", highlight=False)
+
+
+voice_app = typer.Typer(help="Speech: spoken card digits, offline.", no_args_is_help=True)
+app.add_typer(voice_app, name="voice")
+
+
+@voice_app.command("digits")
+def voice_digits(
+    file: Annotated[Path, typer.Argument(help="8 kHz mono WAV, 16-bit PCM or mu-law")],
+) -> None:
+    """Print the digits spoken in a recording as one string, e.g. 4111111111111111."""
+    from transact.kernel.audio import AudioFormatError, read_wav
+    from transact.voice.transcriber import recognize_digits
+
+    try:
+        samples = read_wav(file)
+    except AudioFormatError as exc:
+        _fail(exc)
+    print(recognize_digits(samples))
 
 
 simulate_app = typer.Typer(

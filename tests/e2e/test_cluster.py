@@ -1,11 +1,15 @@
-"""The phone journey in the distributed mode: every service its own `transact serve`
-process on PostgreSQL and Redis, nginx in front with TLS, started by `transact cluster`.
+"""The phone and link journeys in the distributed mode: every service its own `transact
+serve` process on PostgreSQL and Redis, nginx in front with TLS, started by `transact
+cluster`.
 
-The platform streams a call naming its agent (media through nginx, both legs hashed to
-one telephony instance); correlation links it; the agent opens a payment over REST; the
-customer keys the card; the sandbox PSP approves; the agent's push socket hears it.
-Then again with two instances of card capture and of the PSP adapter, and again with
-one instance of each killed (SIGKILL) mid-journey: nothing is lost.
+Phone: the platform streams a call naming its agent (media through nginx, both legs
+hashed to one telephony instance); correlation links it; the agent opens a payment over
+REST; the customer keys the card; the sandbox PSP approves; the agent's push socket
+hears it. Link: the agent sends a link by e-mail through a real SMTP server; the
+customer follows it from the e-mail through nginx and pays. Then both again with two
+instances of card capture, the PSP adapter, notifications and telephony, and the phone
+journey with one instance of capture and the PSP adapter killed (SIGKILL) mid-journey:
+nothing is lost.
 
 The cluster starts once for the module (it is the slow part); tenant, users and media
 token come from the admin CLI against the cluster's database, as an operator would.
@@ -33,6 +37,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from websockets.asyncio.client import connect
 
 from tests.integration.capture.test_capture import CVV, future_expiry
+from tests.integration.remote.conftest import Mailbox, link_in, open_page, page_state, post_card
 from tests.leaks import card_numbers_in, database_dump, redis_raw_dump
 from tests.servers import unavailable
 from tests.waiting import eventually
@@ -55,7 +60,10 @@ pytestmark = [
 PAN = "4242424242424242"
 PASSWORD = "correct-horse-42"
 TENANT = "shop"
-SERVICES = ["auth", "correlation", "capture", "psp", "telephony", "notifications"]
+SERVICES = [
+    *("auth", "correlation", "capture", "psp", "telephony", "notifications"),
+    *("remote", "communications"),
+]
 SETTINGS = {
     # A killed consumer's messages come back after 3 s rather than 30.
     "TRANSACT_BUS_VISIBILITY_TIMEOUT": "3",
@@ -68,6 +76,7 @@ SETTINGS = {
 TOPICS = (
     *("call.started", "call.assigned", "call.secure_mode", "call.keypad", "capture.progress"),
     *("payment.requested", "payment.authorized", "payment.declined", "payment.failed"),
+    *("link.completed", "message.sent"),
 )
 
 
@@ -394,20 +403,79 @@ async def consumers_of(floor: Floor, topic: str, group: str) -> set[int]:
     return {int(bytes(c["name"]).decode().rsplit("-", 3)[-3]) for c in found}
 
 
-async def test_the_phone_journey_with_two_instances_of_capture_and_psp(
+async def link_journey(floor: Floor, observer: Observer) -> None:
+    """A link by e-mail through a real SMTP server, followed and paid through nginx."""
+    box = Mailbox()
+    box.controller.start()
+    try:
+        async with floor.client() as http:
+            configured = await http.put(
+                "/api/v1/communications/settings",
+                json={
+                    "sender": {"name": "Example Shop", "email": "pay@shop.example"},
+                    "email": {"host": "127.0.0.1", "port": box.port, "security": "none"},
+                },
+                headers=floor.bearer("root"),
+            )
+            assert configured.status_code == 200, configured.text
+            reference = "ORDER-" + uuid.uuid4().hex[:8]
+            created = await http.post(
+                "/api/v1/payment-links",
+                json={
+                    "amount": 4999,
+                    "currency": "GBP",
+                    "reference": reference,
+                    "channel": "email",
+                    "to": "customer@example.com",
+                },
+                headers={**floor.bearer("alice"), "Idempotency-Key": reference},
+            )
+            assert created.status_code == 201, created.text
+            link = created.json()
+        [mail] = await box.wait(seconds=60)
+        body = mail.get_body(preferencelist=("plain",))
+        assert body is not None
+        url = link_in(body.get_content())
+        assert url == link["url"]
+        assert url.startswith(floor.url + "/pay/")
+        async with floor.client() as customer:
+            page, csrf = await open_page(customer, url)
+            assert "£49.99" in page.text
+            posted = await post_card(customer, csrf, PAN, None, CVV)
+            assert posted.status_code == 303, posted.text
+            await page_state(customer, "paid", seconds=60)
+        done = await observer.wait_for("link.completed", within=60, link_id=link["id"])
+        paid = await observer.wait_for("payment.authorized", payment_id=done.payment_id)  # type: ignore[attr-defined]
+        assert paid.amount == 4999  # type: ignore[attr-defined]
+    finally:
+        box.controller.stop()
+
+
+async def test_the_link_journey_with_every_service_in_its_own_process(
+    signed_in: Floor, observer: Observer
+) -> None:
+    await link_journey(signed_in, observer)
+    await nothing_leaked(signed_in, observer)
+
+
+async def test_both_journeys_with_two_instances_of_capture_psp_push_and_telephony(
     signed_in: Floor, observer: Observer
 ) -> None:
     directory = Path(signed_in.cluster.directory)
-    await asyncio.to_thread(cluster.scale, directory, "capture", 2)
-    scaled = await asyncio.to_thread(cluster.scale, directory, "psp", 2)
+    for service in ("capture", "psp", "notifications", "telephony"):
+        scaled = await asyncio.to_thread(cluster.scale, directory, service, 2)
     signed_in.cluster = scaled
 
+    # The agent's push socket is on one notifications instance (each hears every event
+    # in a group of its own); both legs of the call hash to one telephony instance.
     outcome = await phone_journey(signed_in, observer)
+    await link_journey(signed_in, observer)
 
     assert_paid(outcome)
     health = {h.name: h for h in cluster.status(directory)}
-    for name in ("capture-1", "capture-2", "psp-1", "psp-2"):
-        assert health[name].healthy, health[name]
+    for service in ("capture", "psp", "notifications", "telephony"):
+        for n in (1, 2):
+            assert health[f"{service}-{n}"].healthy, health[f"{service}-{n}"]
     await nothing_leaked(signed_in, observer)
 
 

@@ -64,6 +64,14 @@ class Service:
         self.on_start.append(start)
         self.on_stop.append(stop)
 
-    def subscribe(self, topic: str, handler: Handler, group: str | None = None) -> None:
-        """Competing consumers by default: the group is the service's name."""
-        self.subscriptions.append(Subscription(topic, group or self.name, handler))
+    def subscribe(
+        self, topic: str, handler: Handler, group: str | None = None, *, consumers: int = 1
+    ) -> None:
+        """Competing consumers by default: the group is the service's name. `consumers`
+        competing consumers in this process handle that many messages at once (for a
+        handler that mostly waits, on the database or a PSP, and whose messages are
+        independent of each other)."""
+        if consumers < 1:
+            raise ValueError("consumers must be at least 1")
+        for _ in range(consumers):
+            self.subscriptions.append(Subscription(topic, group or self.name, handler))
