@@ -71,6 +71,9 @@ PROFILES: Mapping[str, Profile] = {
     "notifications": Profile(2, "100m", "192Mi"),
     "communications": Profile(1, "100m", "192Mi"),
     "remote": Profile(2, "100m", "192Mi"),
+    # One replica: a call's recognizer session lives in one process (see docs/voice.md);
+    # the offline model decodes on the CPU.
+    "voice": Profile(1, "1", "768Mi", cpu_limit="2", memory_limit="1536Mi"),
 }
 DEFAULT_PROFILE = Profile(1, "100m", "256Mi")
 

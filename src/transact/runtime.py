@@ -34,7 +34,9 @@ def service_factories() -> dict[str, ServiceFactory]:
         notifications,
         psp,
         remote,
+        reporting,
         telephony,
+        voice,
     )
 
     # The gateway first: the first service's middleware is the outermost.
@@ -50,6 +52,8 @@ def service_factories() -> dict[str, ServiceFactory]:
         "communications": communications.build,
         "remote": remote.build,
         "ivr": ivr.build,
+        "voice": voice.build,
+        "reporting": reporting.build,
         "agent-ui": agent_ui.build,
     }
 

@@ -78,6 +78,9 @@ ROUTES: tuple[Route, ...] = (
     Route("/pay", "remote"),
     Route("/api/v1/communications", "communications"),
     Route("/api/v1/ivr", "ivr"),
+    Route("/api/v1/calls/{}/ivr", "ivr"),  # an agent hands the call to a flow
+    Route("/api/v1/voice", "voice"),
+    Route("/api/v1/reports", "reporting"),
     Route("/dev/outbox", "communications"),
     # The Agent UI answers what nothing more specific claims: `/` (which sends the browser
     # on to its page at `/ui/`), its files, and a 404 envelope for anything unknown.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import structlog
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from transact.kernel.bus import Bus, BusOptions, bus_from_url
 from transact.kernel.cache import Cache, cache_from_url
@@ -53,6 +53,8 @@ class Kernel:
         relay = OutboxRelay(db, bus, poll_interval=settings.outbox_poll_interval)
         sessions = Sessions(cache, settings.session_idle_timeout, settings.session_max_age)
         authenticator = Authenticator(TokenVerifier(cache), sessions)
+        metrics = CollectorRegistry()
+        count_dead_letters(bus, metrics)
         return cls(
             settings=settings,
             bus=bus,
@@ -63,6 +65,7 @@ class Kernel:
             sessions=sessions,
             authenticator=authenticator,
             directory=Directory(cache),
+            metrics=metrics,
             vault_store=vault_store,
         )
 
@@ -99,3 +102,20 @@ class Kernel:
             await self.vault_store.close()
         await self.db.close()
         self.started = False
+
+
+def count_dead_letters(bus: Bus, metrics: CollectorRegistry) -> None:
+    """`transact_bus_dead_letters_total{topic,group,reason}`: every message a group gave
+    up on. Anything above zero is a poison message or a handler bug to look at."""
+    dead_letters = Counter(
+        "transact_bus_dead_letters",
+        "Bus messages moved to a group's dead letters",
+        ["topic", "group", "reason"],
+        registry=metrics,
+    )
+
+    def observe(topic: str, group: str, reason: str) -> None:
+        # "undecodable: ValueError" and the like: a short, bounded set of reasons.
+        dead_letters.labels(topic, group, reason.split(":", 1)[0]).inc()
+
+    bus.observe_dead_letter = observe

@@ -12,6 +12,9 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
@@ -37,6 +40,48 @@ _STATUS_CODES = {
     429: "too_many_requests",
     503: "unavailable",
 }
+
+
+# Seconds a client is told to wait before retrying while a backend is down (a database
+# restart or failover takes a few).
+RETRY_AFTER_SECONDS = 5
+
+# SQLSTATE classes of a lost or refused database connection: 08 connection exception,
+# 57P0x an administrator or crash shutdown / "the database system is starting up", 53300
+# too many connections. Anything else (a constraint, a bad query) is a bug, not an outage.
+_OUTAGE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def is_backend_outage(exc: BaseException) -> bool:
+    """True when `exc` means a database or Redis could not be reached: a 503 to retry,
+    not a 500. Follows `raise ... from` chains and exception groups."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, BaseExceptionGroup):
+            return all(is_backend_outage(inner) for inner in seen.exceptions)
+        if isinstance(
+            seen,
+            BackendUnavailable
+            | ConnectionError  # refused, reset, aborted: the OS's connection errors
+            | RedisConnectionError
+            | RedisTimeoutError
+            | OperationalError
+            | InterfaceError,
+        ):
+            return True
+        if isinstance(seen, DBAPIError):
+            sqlstate = str(getattr(seen.orig, "sqlstate", "") or "")
+            return seen.connection_invalidated or sqlstate.startswith(_OUTAGE_SQLSTATES)
+        seen = seen.__cause__
+    return False
+
+
+def unavailable_response() -> JSONResponse:
+    response = error_response(503, "unavailable", "a backend is unavailable; try again shortly")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -76,10 +121,25 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BackendUnavailable)
     async def _unavailable(_: Request, exc: BackendUnavailable) -> JSONResponse:
         log.error("http.backend_unavailable", detail=str(exc))
-        return error_response(503, "unavailable", "a backend is unavailable; try again shortly")
+        return unavailable_response()
+
+    async def _outage(request: Request, exc: Exception) -> JSONResponse:
+        if not is_backend_outage(exc):
+            raise exc  # a bug after all (a constraint, a bad query): `_unexpected` answers
+        log.error("http.backend_unavailable", path=request.url.path, error=type(exc).__name__)
+        return unavailable_response()
+
+    # Handled here, inside the app, rather than by `_unexpected` below: Starlette re-raises
+    # what reaches its outermost handler, and the server would log it as a crash.
+    for outage in (ConnectionError, RedisConnectionError, RedisTimeoutError, DBAPIError):
+        app.add_exception_handler(outage, _outage)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if is_backend_outage(exc):
+            # Not a bug: the database or Redis is restarting. No traceback, a retry hint.
+            log.error("http.backend_unavailable", path=request.url.path, error=type(exc).__name__)
+            return unavailable_response()
         log.error("http.unhandled", path=request.url.path, error=type(exc).__name__, exc_info=exc)
         return error_response(500, "internal_error", "something went wrong on our side")
 
@@ -199,9 +259,13 @@ class _App(FastAPI):
 
 
 async def start_services(kernel: Kernel, services: list[Service]) -> None:
+    from transact.kernel.metrics import bus_metrics, instrument_vault
+
+    bus = bus_metrics(kernel.metrics)
+    instrument_vault(kernel.vault, kernel.metrics)
     for service in services:
         for sub in service.subscriptions:
-            kernel.bus.subscribe(sub.topic, sub.group, sub.handler)
+            kernel.bus.subscribe(sub.topic, sub.group, bus.timed(sub.topic, sub.group, sub.handler))
     await kernel.start(migrate=kernel.db.dialect == "sqlite" or kernel.settings.demo)
     for service in services:
         for hook in service.on_start:

@@ -112,6 +112,17 @@ class Settings(BaseSettings):
     media_start_timeout: float = Field(
         default=10.0, gt=0, description="seconds a media socket may stay open without `start`"
     )
+    # voice
+    voice_engine: str = Field(
+        default="whisper",
+        description="speech recognizer for spoken card details: `whisper` (offline, loaded "
+        "on the first speech capture) or `off` (speech capture not offered)",
+    )
+    voice_readback: bool = Field(
+        default=True,
+        description="read the last four digits of a spoken card number back to the customer "
+        "and ask them to confirm",
+    )
     # notifications
     push_heartbeat: float = Field(
         default=20.0, gt=0, description="seconds between the push channel's ping messages"

@@ -8,6 +8,7 @@ deleted when taken.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 from transact.kernel.cache import Cache
 from transact.kernel.crypto import Keyring
@@ -19,6 +20,8 @@ class Vault:
         self._cache = cache
         self._keyring = keyring
         self.default_ttl = default_ttl
+        # Told (operation, hit) of each put, take and delete: the kernel's metrics.
+        self.observe: Callable[[str, bool], None] | None = None
 
     @staticmethod
     def new_ref() -> str:
@@ -40,6 +43,8 @@ class Vault:
         # `ttl or default` would turn ttl=0 into 15 minutes; let the cache refuse it instead.
         ttl = self.default_ttl if ttl is None else ttl
         await self._cache.set(self._key(tenant_id, ref), blob, ttl)
+        if self.observe is not None:
+            self.observe("put", True)
         return ref
 
     async def get(self, tenant_id: str, ref: str) -> bytes:
@@ -50,10 +55,15 @@ class Vault:
     async def take(self, tenant_id: str, ref: str) -> bytes:
         """Read once: the entry is gone afterwards, whoever asks next."""
         blob = await self._cache.take(self._key(tenant_id, ref))
+        if self.observe is not None:
+            self.observe("take", blob is not None)
         return self._open(tenant_id, ref, blob)
 
     async def delete(self, tenant_id: str, ref: str) -> bool:
-        return await self._cache.delete(self._key(tenant_id, ref))
+        deleted = await self._cache.delete(self._key(tenant_id, ref))
+        if self.observe is not None:
+            self.observe("delete", deleted)
+        return deleted
 
     def _open(self, tenant_id: str, ref: str, blob: bytes | None) -> bytes:
         if blob is None:

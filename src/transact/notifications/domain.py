@@ -120,10 +120,10 @@ RULES: Mapping[str, Rule] = MappingProxyType(
             owns=_CALL,
         ),
         "call.ended": Rule(("call_id", "reason"), owner=(_CALL,)),
-        "call.secure_mode": Rule(("call_id", "on", "capture_id"), owner=(_CALL,)),
+        "call.secure_mode": Rule(("call_id", "on", "capture_id", "input"), owner=(_CALL,)),
         "call.keys_outside_capture": Rule(("call_id", "source"), owner=(_CALL,)),
         "capture.started": Rule(
-            ("capture_id", "call_id", "channel", "agent_id", "fields"),
+            ("capture_id", "call_id", "channel", "agent_id", "fields", "input"),
             agents=_AGENT,
             owner=(_CALL,),
             owns=_CAPTURE,
@@ -143,6 +143,14 @@ RULES: Mapping[str, Rule] = MappingProxyType(
             ),
             agents=_AGENT,
             owner=(_CAPTURE,),
+        ),
+        "capture.input_changed": Rule(
+            ("capture_id", "call_id", "input"), agents=_AGENT, owner=(_CAPTURE,)
+        ),
+        # What the customer said: during a capture only labels ("[card number: 4 digits]"),
+        # outside one the text with card-like runs redacted (voice's `redact`).
+        "voice.transcript": Rule(
+            ("call_id", "capture_id", "field", "text", "final"), owner=(_CALL,)
         ),
         "capture.completed": Rule(
             ("capture_id", "call_id", "brand", "bin", "last4"), agents=_AGENT, owner=(_CAPTURE,)
@@ -195,6 +203,31 @@ RULES: Mapping[str, Rule] = MappingProxyType(
         "link.expired": Rule(_LINK_FIELDS, agents=_AGENT, owner=(_LINK,)),
         "link.cancelled": Rule((*_LINK_FIELDS, "reason"), agents=_AGENT, owner=(_LINK,)),
         "link.failed": Rule((*_LINK_FIELDS, "attempts"), agents=_AGENT, owner=(_LINK,)),
+        # A self-service session's steps: supervisors follow every one (tenant stream);
+        # a call an agent handed over is followed by that agent too, who is shown the
+        # stage and, at the end, the outcome. Stages, counts and outcomes, never a key.
+        "ivr.step": Rule(
+            (
+                "session_id",
+                "call_id",
+                "flow",
+                "stage",
+                "previous",
+                "attempts",
+                "cards",
+                "payments",
+                "capture_id",
+                "amount",
+                "currency",
+                "reference",
+                "outcome",
+                "confirmation",
+                "agent_id",
+                "brand",
+                "last4",
+            ),
+            agents=_AGENT,
+        ),
         "message.sent": Rule(_MESSAGE_FIELDS, agents=_AGENT),
         "message.delivered": Rule(_MESSAGE_FIELDS, agents=_AGENT),
         "message.failed": Rule((*_MESSAGE_FIELDS, "reason", "attempts"), agents=_AGENT),

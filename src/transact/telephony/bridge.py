@@ -5,9 +5,21 @@ DSP failure sends silence instead (fail closed). Keys the customer presses are
 published sealed while card capture holds the call in secure mode, and dropped
 otherwise. Keys the agent presses on their own phone form one-time link codes.
 
+In secure speech mode (a capture the customer speaks) the agent hears comfort noise in
+place of the customer, never their voice; the customer's audio, with the keys they
+press, goes to voice in sealed 200 ms chunks (`voice.audio`), and the keys voice hears
+come back (`voice.keys`) to be numbered with the call's keypad keys and published as
+`call.keypad`: one numbering per call, whoever heard the keys.
+
 A self-service call (customParameters.ivr) has no agent leg: its keys outside secure
 mode go sealed to the flow driving it (`call.ivr_key`), and it plays the prompts the
 flow sends (`call.play`), each followed by a `mark` whose echo says it was heard.
+
+An agent's call handed over to a flow (`call.handover`) is driven the same way while
+the handover lasts, and the bridge is cut both ways: the agent hears a soft hold tone
+made here (nothing of the customer, the prompts or the keys), the customer hears the
+prompts and never the agent. When the flow gives the call back the bridge resumes; a
+call whose agent leg has gone by then ends.
 
 The sockets live in this process, so this state is in memory by nature; what
 other services need to know (call.started/ended, keys, secure mode) goes on the bus.
@@ -36,9 +48,20 @@ from transact.contracts.calls import (
     CallPromptDone,
     CallSecureMode,
     CallStarted,
+    InputMode,
     ivr_key_context,
     keypad_context,
 )
+from transact.contracts.voice import (
+    CHUNK_MS,
+    MAX_CHUNK_KEYS,
+    VoiceAudio,
+    VoiceKeys,
+    pack_chunk,
+    voice_audio_context,
+)
+from transact.kernel.errors import VaultError
+from transact.kernel.sequence import InOrder
 from transact.kernel.vault import Vault
 from transact.telephony import domain, tones
 from transact.telephony.audio import FRAME_SAMPLES, SAMPLE_RATE, ulaw_decode, ulaw_encode
@@ -48,6 +71,9 @@ log = structlog.get_logger("transact.telephony")
 
 Publish = Callable[[Message], Awaitable[object]]
 OUTSIDE_NOTICE_GAP_MS = 3000  # keys closer than this are one burst: one notice
+CHUNK_BYTES = SAMPLE_RATE * CHUNK_MS // 1000  # mu-law: one byte a sample
+MAX_RETIRED_EPOCHS = 16
+MAX_ENDED_HANDOVERS = 16
 
 
 class Dsp(Protocol):
@@ -140,11 +166,27 @@ class Call:
     secure: bool = False
     capture_id: str | None = None
     keypad_seq: int = 0
+    # Speech capture: keypad or speech while secure; the audio and keys not yet sent to
+    # voice (never more than one chunk); the numbering of chunks and of voice's keys.
+    input: InputMode = "keypad"
+    voice_seq: int = 0
+    voice_audio: bytearray = field(default_factory=bytearray)
+    voice_keys: str = ""
+    keys_epoch: str | None = None
+    keys_order: InOrder[VoiceKeys] = field(default_factory=InOrder)
+    retired_epochs: list[str] = field(default_factory=list)
+    noise: np.random.Generator = field(default_factory=np.random.default_rng)
     agent_code: domain.AgentCode = field(default_factory=domain.AgentCode)
     outside_notice_ms: int = -OUTSIDE_NOTICE_GAP_MS - 1
     feedback: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
     started: bool = False
     ended: bool = False
+    # The flow session the call is handed over to (None: bridged as usual), the sessions
+    # whose handover has ended (a late command of theirs changes nothing), and how much
+    # hold tone the agent has heard (where the tone's cadence is).
+    handover: str | None = None
+    ended_handovers: list[str] = field(default_factory=list)
+    hold_samples: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     timer: asyncio.Task[None] | None = None
 
@@ -228,7 +270,7 @@ class Switchboard:
     def _watch_pairing(self, call: Call) -> None:
         """A leg alone waits for its partner; the timer ends the wait either way. A
         self-service call expects no agent: its customer leg never waits."""
-        if call.customer is not None and (call.agent is not None or call.ivr is not None):
+        if call.customer is not None and (call.agent is not None or self.flow_driven(call)):
             if call.timer is not None:
                 call.timer.cancel()
                 call.timer = None
@@ -287,12 +329,21 @@ class Switchboard:
         pcm = ulaw_decode(audio)
         heard, keys = self._run_dsp(leg, pcm)
         leg.samples += len(pcm)
+        if leg is call.customer and self.speaking(call):
+            # The agent hears comfort noise, not the customer; voice hears the customer.
+            await self._stream(call, heard)
+            heard = tones.comfort_noise(len(heard), call.noise)
         for key in keys:
             # When it was recognised, not when the tone began: the platform's own report
             # of the press comes around the key's release.
             if leg.merger.accept(key.key, "inband", leg.now_ms):
                 await self._key(call, leg, key.key, "inband")
         partner = call.agent if leg is call.customer else call.customer
+        if partner is not None and call.handover is not None:
+            if partner is call.customer:
+                partner = None  # the customer hears the flow's prompts, never the agent
+            else:
+                heard = self._hold(call, len(heard))
         if partner is not None:
             if partner is call.customer:
                 heard = self._mix_feedback(call, heard)
@@ -327,7 +378,15 @@ class Switchboard:
                     CallAgentCode(tenant_id=call.tenant_id, call_id=call.call_id, code=code)
                 )
             return
-        if not call.secure and call.ivr is not None:
+        if self.speaking(call):
+            # Voice decides what a key means while the customer speaks (a digit, or the
+            # answer to a read-back), so it travels with the audio, in order.
+            self.metrics.keys.labels("customer", source, "speech").inc()
+            call.voice_keys += key
+            if len(call.voice_keys) >= MAX_CHUNK_KEYS:
+                await self._send_chunk(call, last=False)
+            return
+        if not call.secure and self.flow_driven(call):
             await self._ivr_key(call, key, source)
             return
         if not call.secure:
@@ -364,19 +423,125 @@ class Switchboard:
                 call_id=call.call_id,
                 seq=call.ivr_key_seq,
                 sealed=base64.b64encode(sealed).decode(),
+                session_id=call.handover,
             )
         )
+
+    # --- speech capture ------------------------------------------------------------------------
+
+    @staticmethod
+    def speaking(call: Call) -> bool:
+        return call.secure and call.input == "speech" and call.capture_id is not None
+
+    async def _stream(self, call: Call, heard: np.ndarray) -> None:
+        call.voice_audio += ulaw_encode(heard)
+        while len(call.voice_audio) >= CHUNK_BYTES:
+            await self._send_chunk(call, last=False)
+
+    async def _send_chunk(self, call: Call, *, last: bool) -> None:
+        audio = bytes(call.voice_audio[:CHUNK_BYTES])
+        del call.voice_audio[:CHUNK_BYTES]
+        keys, call.voice_keys = call.voice_keys, ""
+        call.voice_seq += 1
+        sealed = self._vault.seal(
+            call.tenant_id,
+            pack_chunk(keys, audio),
+            voice_audio_context(call.call_id, call.voice_seq),
+        )
+        await self._publish(
+            VoiceAudio(
+                tenant_id=call.tenant_id,
+                call_id=call.call_id,
+                seq=call.voice_seq,
+                sealed=base64.b64encode(sealed).decode(),
+                mode="digits",
+                capture_id=call.capture_id,
+                last=last,
+                correlation_id=call.capture_id,
+            )
+        )
+
+    def _drop_speech(self, call: Call) -> None:
+        """Audio and keys not yet sent belong to a capture that is over: gone, unsent."""
+        call.voice_audio.clear()
+        call.voice_keys = ""
+
+    async def speech_keys(self, message: VoiceKeys) -> None:
+        """Keys voice heard: in voice's order, once, numbered with the call's keypad keys."""
+        call = self.find(message.tenant_id, message.call_id)
+        if call is None or call.customer is None or call.ended:
+            return  # another instance holds this call, or it is over
+        if message.epoch != call.keys_epoch:
+            if message.epoch in call.retired_epochs:
+                return  # a late message from a voice process that has been replaced
+            if call.keys_epoch is not None:
+                call.retired_epochs = [*call.retired_epochs, call.keys_epoch][-MAX_RETIRED_EPOCHS:]
+            call.keys_epoch, call.keys_order = message.epoch, InOrder()
+        for ready in call.keys_order.push(message.seq, message):
+            await self._relay_keys(call, ready)
+
+    async def _relay_keys(self, call: Call, message: VoiceKeys) -> None:
+        if not call.secure or call.capture_id != message.capture_id:
+            self.metrics.keys.labels("customer", message.source, "dropped").inc()
+            return  # the capture they were meant for is over
+        try:
+            # Only a blob capture can open goes on: one it cannot would stall the call's keys.
+            self._vault.unseal(
+                call.tenant_id, base64.b64decode(message.sealed), keypad_context(call.call_id)
+            )
+        except (VaultError, ValueError):
+            log.warning("telephony.speech_keys_refused", call_id=call.call_id)
+            return
+        self.metrics.keys.labels("customer", message.source, "captured").inc()
+        call.keypad_seq += 1
+        await self._publish(
+            CallKeypad(
+                tenant_id=call.tenant_id,
+                call_id=call.call_id,
+                seq=call.keypad_seq,
+                sealed=message.sealed,
+                source=message.source,
+                correlation_id=call.capture_id,
+            )
+        )
+
+    async def switch_input(
+        self, tenant_id: str, call_id: str, capture_id: str, mode: InputMode
+    ) -> None:
+        """The agent switched the capture between keypad and speech."""
+        call = self.find(tenant_id, call_id)
+        if call is None or call.customer is None or call.capture_id not in (None, capture_id):
+            return
+        if call.secure:
+            await self.secure_mode(tenant_id, call_id, True, capture_id, mode)
+        else:
+            call.input = mode  # for when the capture asks for a field again
 
     # --- prompts -------------------------------------------------------------------------------
 
     async def play(
-        self, tenant_id: str, call_id: str, audio: bytes, mark: str, *, barge_in: bool
+        self,
+        tenant_id: str,
+        call_id: str,
+        audio: bytes,
+        mark: str,
+        *,
+        barge_in: bool,
+        handover: str | None = None,
     ) -> None:
         """Send mu-law audio to the caller, then its mark: the platform plays what it is
-        sent in order and echoes the mark once the audio before it has been heard."""
+        sent in order and echoes the mark once the audio before it has been heard.
+
+        A prompt of a handover is never played on a bridged call: the handover is
+        applied first if its command is still on the way, and a prompt of a handover
+        that has ended is dropped."""
         call = self.find(tenant_id, call_id)
         if call is None or call.customer is None or call.ended:
             return
+        if handover is not None:
+            if handover in call.ended_handovers:
+                return
+            await self.hand_over(tenant_id, call_id, handover, on=True)
         customer, prompt = call.customer, Prompt(mark, barge_in)
         call.prompts.append(prompt)
         for start in range(0, len(audio), FRAME_SAMPLES):
@@ -419,6 +584,50 @@ class Switchboard:
             )
         )
 
+    # --- handover to a flow and back ---------------------------------------------------------
+
+    @staticmethod
+    def flow_driven(call: Call) -> bool:
+        """A flow has the customer: a self-service call, or one handed over now."""
+        return call.ivr is not None or call.handover is not None
+
+    async def hand_over(self, tenant_id: str, call_id: str, session_id: str, *, on: bool) -> None:
+        """Cut the bridge for a flow's session (`on`) or restore it. Idempotent: a repeat,
+        an `on` after its `off`, or the `off` of another session changes nothing."""
+        call = self.find(tenant_id, call_id)
+        if call is None or call.customer is None or call.ended:
+            return
+        if session_id in call.ended_handovers:
+            return
+        if on:
+            if call.handover is None and call.ivr is None:
+                call.handover = session_id
+                call.ivr_key_seq = 0  # the session numbers its keys from 1
+                call.feedback = np.zeros(0, dtype=np.int16)
+                self._watch_pairing(call)
+                log.info("telephony.handed_over", call_id=call_id)
+            return
+        call.ended_handovers = [*call.ended_handovers, session_id][-MAX_ENDED_HANDOVERS:]
+        if call.handover == session_id:
+            call.handover = None
+            if call.agent is None:
+                await self.end(call, "completed", close_reason="call ended")  # agent gone
+                return
+            # The masker's look-ahead still holds the last moments of the handover (the
+            # read-back, keys): a fresh one starts the agent on the customer's next word.
+            call.customer.dsp = self._dsp_factory()
+            log.info("telephony.handed_back", call_id=call_id)
+        elif call.handover is None and call.ivr is not None:
+            # A self-service flow that sends the caller on to an agent: the call waits
+            # for an agent leg as any agent call does.
+            call.ivr = None
+            self._watch_pairing(call)
+
+    def _hold(self, call: Call, samples: int) -> np.ndarray:
+        tone = tones.hold(call.hold_samples, samples)
+        call.hold_samples += samples
+        return tone
+
     async def hang_up(self, tenant_id: str, call_id: str) -> None:
         call = self.find(tenant_id, call_id)
         if call is not None:
@@ -426,18 +635,40 @@ class Switchboard:
 
     # --- secure mode and feedback ------------------------------------------------------------
 
-    async def secure_mode(self, tenant_id: str, call_id: str, on: bool, capture_id: str) -> None:
+    async def secure_mode(
+        self,
+        tenant_id: str,
+        call_id: str,
+        on: bool,
+        capture_id: str,
+        input: InputMode | None = None,
+    ) -> None:
+        """`input` None keeps the call's mode (a field asked again after the card was
+        complete is given the way the rest of it was)."""
         call = self.find(tenant_id, call_id)
         if call is None or call.customer is None:
             return
         if not on and call.capture_id not in (None, capture_id):
             return  # the end of an older capture must not end the current one
-        if call.secure == on and call.capture_id == (capture_id if on else None):
+        mode = call.input if input is None else input
+        if (
+            call.secure == on
+            and call.capture_id == (capture_id if on else None)
+            and call.input == mode
+        ):
             return
+        if self.speaking(call):
+            if on and capture_id == call.capture_id:
+                # Back to the keypad mid-capture: voice finishes what it has heard.
+                await self._send_chunk(call, last=True)
+            self._drop_speech(call)
         call.secure = on
         call.capture_id = capture_id if on else None
+        call.input = mode
         await self._publish(
-            CallSecureMode(tenant_id=tenant_id, call_id=call_id, on=on, capture_id=capture_id)
+            CallSecureMode(
+                tenant_id=tenant_id, call_id=call_id, on=on, capture_id=capture_id, input=mode
+            )
         )
 
     async def feedback(self, tenant_id: str, call_id: str, accepted: bool) -> None:
@@ -445,7 +676,7 @@ class Switchboard:
         call = self.find(tenant_id, call_id)
         if call is None or call.customer is None:
             return
-        if call.ivr is not None:
+        if self.flow_driven(call):
             return  # the flow driving the call says it in words
         tone = tones.ACCEPTED if accepted else tones.REJECTED
         if call.agent is None:

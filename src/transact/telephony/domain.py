@@ -83,6 +83,9 @@ def parse_message(raw: str | bytes) -> tuple[int | None, Inbound]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ProtocolError("message is not valid JSON") from None
+    except RecursionError:
+        # 64 KiB of "[" nests deeper than the JSON decoder's recursion allows.
+        raise ProtocolError("message nests too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("event"), str):
         raise ProtocolError("message has no event")
     return _sequence(data), _message(data)

@@ -9,13 +9,15 @@ it holds.
 from __future__ import annotations
 
 from transact.contracts import Message
-from transact.contracts.calls import CallHangup, CallPlay
+from transact.contracts.calls import CallHandover, CallHangup, CallPlay
 from transact.contracts.capture import (
     CaptureCancelled,
     CaptureCompleted,
+    CaptureInputChanged,
     CaptureProgress,
     CaptureStarted,
 )
+from transact.contracts.voice import VoiceKeys
 from transact.kernel import Service
 from transact.telephony.bridge import Switchboard
 from transact.telephony.clips import ClipStore
@@ -32,7 +34,20 @@ def subscribe(service: Service, board: Switchboard, group: str, clips: ClipStore
     async def on_started(message: Message) -> None:
         assert isinstance(message, CaptureStarted)
         if message.call_id and message.channel in KEYPAD_CHANNELS:
-            await board.secure_mode(message.tenant_id, message.call_id, True, message.capture_id)
+            await board.secure_mode(
+                message.tenant_id, message.call_id, True, message.capture_id, message.input
+            )
+
+    async def on_input_changed(message: Message) -> None:
+        assert isinstance(message, CaptureInputChanged)
+        if message.call_id:
+            await board.switch_input(
+                message.tenant_id, message.call_id, message.capture_id, message.input
+            )
+
+    async def on_speech_keys(message: Message) -> None:
+        assert isinstance(message, VoiceKeys)
+        await board.speech_keys(message)
 
     async def on_finished(message: Message) -> None:
         assert isinstance(message, CaptureCompleted | CaptureCancelled)
@@ -65,8 +80,17 @@ def subscribe(service: Service, board: Switchboard, group: str, clips: ClipStore
             await board.skip_prompt(message.tenant_id, message.call_id, message.mark)
             return
         await board.play(
-            message.tenant_id, message.call_id, audio, message.mark, barge_in=message.barge_in
+            message.tenant_id,
+            message.call_id,
+            audio,
+            message.mark,
+            barge_in=message.barge_in,
+            handover=message.handover,
         )
+
+    async def on_handover(message: Message) -> None:
+        assert isinstance(message, CallHandover)
+        await board.hand_over(message.tenant_id, message.call_id, message.session_id, on=message.on)
 
     async def on_hangup(message: Message) -> None:
         assert isinstance(message, CallHangup)
@@ -78,6 +102,11 @@ def subscribe(service: Service, board: Switchboard, group: str, clips: ClipStore
     service.subscribe(CaptureCompleted.topic, on_finished, group)
     service.subscribe(CaptureCancelled.topic, on_finished, group)
     service.subscribe(CaptureProgress.topic, on_progress, group)
+    service.subscribe(CaptureInputChanged.topic, on_input_changed, group)
+    # Keys voice heard: numbered in order and once per call (`Switchboard.speech_keys`).
+    service.subscribe(VoiceKeys.topic, on_speech_keys, group)
     # A repeated play command plays the prompt twice; a repeated hang-up finds no call.
     service.subscribe(CallPlay.topic, on_play, group)
     service.subscribe(CallHangup.topic, on_hangup, group)
+    # Idempotent by state: a session's handover goes on once and off once, never again.
+    service.subscribe(CallHandover.topic, on_handover, group)

@@ -35,6 +35,9 @@ TOPICS = (
     "capture.progress",
     "call.assigned",
     "payment.authorized",
+    "voice.audio",
+    "voice.transcript",
+    "call.play",
 )
 
 

@@ -8,7 +8,9 @@ import typing
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args, get_origin
 
-from transact.contracts import Message, calls, capture, links, messages, payments
+from pydantic import BaseModel
+
+from transact.contracts import Message, calls, capture, ivr, links, messages, payments, voice
 from transact.notifications import domain
 
 PAN = "4111111111111111"
@@ -17,7 +19,7 @@ PAN_DASHED = "5555-5555-5555-4444"
 SECRET = "SECRET"  # marks fields that are not allow-listed: never pushed at all
 
 ENVELOPE = frozenset({"id", "type", "tenant_id", "occurred_at", "correlation_id"})
-CONTRACT_MODULES = (calls, capture, links, messages, payments)
+CONTRACT_MODULES = (calls, capture, ivr, links, messages, payments, voice)
 
 
 def contract_types() -> list[type[Message]]:
@@ -46,12 +48,26 @@ def _plant(name: str, annotation: Any, n: int) -> Any:
     if kind is int:
         return int(PAN)
     if get_origin(kind) is list:
+        (item,) = get_args(kind)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            return [_planted_model(item)]  # e.g. a payment's summary of each attempt
         return [PAN, PAN_SPACED, "1230", "737"]
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return _planted_model(kind)
     if kind is str:
         return (PAN, f"card {PAN_SPACED} here", PAN_DASHED)[n % 3]
     if kind is datetime:
         return datetime(2030, 12, 31, tzinfo=UTC)
     raise AssertionError(f"no plant for {name}: {annotation!r}")
+
+
+def _planted_model(cls: type[BaseModel]) -> BaseModel:
+    return cls(
+        **{
+            name: _plant(name, info.annotation, n)
+            for n, (name, info) in enumerate(cls.model_fields.items())
+        }
+    )
 
 
 def planted(cls: type[Message], tenant_id: str, agent_id: str) -> Message:

@@ -6,12 +6,13 @@ import { Desk } from "./desk.js";
 import { $, setText, show } from "./dom.js";
 import { Payments } from "./payments.js";
 import { Push } from "./push.js";
+import { ReportsView } from "./reports.js";
 import { SettingsView } from "./settings.js";
 import { SignIn } from "./signin.js";
 import { friendly } from "./text.js";
 
 const SCREENS = ["login", "enrol", "desk"];
-const VIEWS = ["calls", "payments", "payment", "settings"];
+const VIEWS = ["calls", "payments", "payment", "settings", "reports"];
 const LIVE_TEXT = {
   connecting: "Connecting…",
   live: "Live",
@@ -33,6 +34,7 @@ class App {
       settings: null,
       supervises: false,
       linksAvailable: false,
+      speechAvailable: false,
       users: new Map(),
     };
     this.push = null;
@@ -42,6 +44,7 @@ class App {
     this.desk = new Desk(this);
     this.payments = new Payments(this);
     this.settingsView = new SettingsView(this);
+    this.reports = new ReportsView(this);
     $("logout").addEventListener("click", () => this.logout());
     window.addEventListener("hashchange", () => this.route());
     document.body.dataset.mode = this.api.mode;
@@ -97,6 +100,9 @@ class App {
     setText("who-name", me.username);
     setText("who-role", me.role);
     for (const link of document.querySelectorAll("[data-role=admin]")) link.hidden = me.role !== "admin";
+    for (const link of document.querySelectorAll("[data-role=supervisor]")) {
+      link.hidden = !this.state.supervises;
+    }
     this.error("");
     try {
       this.state.settings = await this.api.get("/api/v1/agent-ui/settings");
@@ -105,6 +111,7 @@ class App {
       return;
     }
     this.state.linksAvailable = await this.linksAvailable();
+    this.state.speechAvailable = await this.speechAvailable();
     if (this.state.supervises) await this.loadUsers();
     this.screen("desk");
     this.startPush();
@@ -117,6 +124,15 @@ class App {
     try {
       await this.api.get("/api/v1/payment-links?limit=1");
       return true;
+    } catch {
+      return false;
+    }
+  }
+
+  // Spoken card details are offered only where voice has a recognizer in this deployment.
+  async speechAvailable() {
+    try {
+      return Boolean((await this.api.get("/api/v1/voice/status")).speech);
     } catch {
       return false;
     }
@@ -194,6 +210,7 @@ class App {
     const [, name = "calls", id] = location.hash.split("/");
     let view = name === "payments" && id ? "payment" : name;
     if (!VIEWS.includes(view) || (view === "settings" && this.state.me.role !== "admin")) view = "calls";
+    if (view === "reports" && !this.state.supervises) view = "calls";
     for (const each of VIEWS) show(`view-${each}`, each === view);
     for (const link of document.querySelectorAll("[data-nav]")) {
       const here = link.dataset.nav === (view === "payment" ? "payments" : view);
@@ -204,6 +221,7 @@ class App {
     if (view === "payments") await this.payments.list();
     if (view === "payment") await this.payments.detail(decodeURIComponent(id));
     if (view === "settings") this.settingsView.render();
+    if (view === "reports") await this.reports.load();
   }
 }
 

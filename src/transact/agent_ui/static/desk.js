@@ -15,6 +15,7 @@ import {
   parseAmount,
 } from "./text.js";
 import { destinationLabel, expectedDigits, linkSteps, outcomeView } from "./views.js";
+import { Handover } from "./handover.js";
 
 const OPEN = new Set(["capturing", "ready"]);
 const FINAL = new Set([
@@ -49,6 +50,7 @@ export class Desk {
     this.earlyTimer = null;
     this.method = null;
     this.wire();
+    this.handover = new Handover(this); // send the call to a payment line and back
   }
 
   get me() {
@@ -67,6 +69,7 @@ export class Desk {
     $("link-code").addEventListener("click", () => this.linkCode());
     $("capture-submit").addEventListener("click", () => this.submit());
     $("capture-cancel").addEventListener("click", () => this.cancel());
+    $("capture-input").addEventListener("click", () => this.switchInput());
     $("capture-to-link").addEventListener("click", () => this.offerSwitch());
     $("switch-channel").addEventListener("change", () => this.renderSwitch());
     $("switch").addEventListener("submit", (event) => {
@@ -94,6 +97,7 @@ export class Desk {
   // --- what is true now (at sign-in, after a push `reset`) ------------------------------
 
   async refetch() {
+    await this.handover.loadLines();
     await this.loadCalls();
     if (this.payment) await this.reloadPayment();
     else if (this.callId) await this.findOpenPayment();
@@ -156,12 +160,15 @@ export class Desk {
       "call.keys_outside_capture": () => this.earlyKeys(data),
       "capture.started": () => this.captureStarted(data),
       "capture.progress": () => this.progress(data),
+      "capture.input_changed": () => this.ours(data.capture_id) && this.reloadPayment(),
+      "voice.transcript": () => this.heard(data),
       "capture.completed": () => this.ours(data.capture_id) && this.reloadPayment(),
       "capture.cancelled": () => this.ours(data.capture_id) && this.reloadPayment(),
       "payment.authorized": () => this.outcome(data),
       "payment.declined": () => this.outcome(data),
       "payment.failed": () => this.outcome(data),
       "payment.pending": () => this.outcome(data),
+      "ivr.step": () => this.handover.step(data),
     }[topic];
     if (handler) await handler();
     // Pay by link: the link's own events, and its message's delivery (`about` the link).
@@ -205,7 +212,19 @@ export class Desk {
   }
 
   secureMode(data) {
-    if (data.call_id === this.callId) show("secure-mode", Boolean(data.on));
+    if (data.call_id !== this.callId) return;
+    setText(
+      "secure-mode",
+      data.input === "speech" ? "Secure mode: the customer's voice is masked" : "Secure mode: keys are masked",
+    );
+    show("secure-mode", Boolean(data.on));
+  }
+
+  // What the customer said during a spoken capture: labels only, never a digit.
+  heard(data) {
+    if (!this.ours(data.capture_id) && data.call_id !== this.callId) return;
+    setText("capture-heard", `Heard: ${data.text}`);
+    show("capture-heard", true);
   }
 
   // The customer keyed before a payment was open: nothing was recorded. Say so plainly.
@@ -273,7 +292,7 @@ export class Desk {
   offered() {
     const { settings, linksAvailable } = this.ctx.state;
     return settings.methods.filter((method) => {
-      if (method === "speech") return false; // no speech capture in this deployment yet
+      if (method === "speech") return this.ctx.state.speechAvailable;
       if (method in LINK_CHANNELS) return linksAvailable;
       return true;
     });
@@ -361,6 +380,7 @@ export class Desk {
   }
 
   async openPayment(body) {
+    if (this.method === "speech") body = { ...body, input: "speech" };
     const key = randomId();
     const path = `/api/v1/calls/${encodeURIComponent(this.callId)}/payments`;
     const deadline = Date.now() + PROJECTION_RETRY_MS;
@@ -375,6 +395,7 @@ export class Desk {
       }
     }
     setText("capture-message", "");
+    show("capture-heard", false);
     this.render();
     $("capture-title").focus();
   }
@@ -427,13 +448,34 @@ export class Desk {
     this.render();
   }
 
+  // Keypad <-> speech in the middle of a capture: the fields already valid are kept.
+  async switchInput() {
+    const mode = this.payment.input === "speech" ? "keypad" : "speech";
+    try {
+      this.payment = await this.ctx.api.post(
+        `/api/v1/payments/${encodeURIComponent(this.payment.id)}/input`,
+        { mode },
+      );
+      setText(
+        "capture-message",
+        mode === "speech"
+          ? "The customer can now say the rest of the card. You will not hear them."
+          : "The customer can now key the rest of the card.",
+      );
+    } catch (problem) {
+      setText("capture-message", friendly(problem));
+    }
+    this.render();
+  }
+
   async recapture(field) {
     try {
       this.payment = await this.ctx.api.post(
         `/api/v1/payments/${encodeURIComponent(this.payment.id)}/recapture`,
         { field },
       );
-      setText("capture-message", `Ask the customer to key the ${FIELD_NAMES[field].toLowerCase()} again.`);
+      const how = this.payment.input === "speech" ? "say" : "key";
+      setText("capture-message", `Ask the customer to ${how} the ${FIELD_NAMES[field].toLowerCase()} again.`);
     } catch (problem) {
       setText("capture-message", friendly(problem));
     }
@@ -657,7 +699,8 @@ export class Desk {
       setText("call-state", call.state === "live" ? "On the line" : "Ended");
     }
     const phase = this.phase(call);
-    show("start", phase === "start");
+    this.handover.render(phase === "start");
+    show("start", phase === "start" && !this.handover.away(this.callId));
     show("capture", phase === "capture");
     show("link", phase === "link");
     show("outcome", phase === "outcome");
@@ -682,8 +725,11 @@ export class Desk {
     const exponent = this.ctx.state.settings.exponents[payment.currency] ?? 2;
     const money = formatMoney(payment.amount, payment.currency, exponent);
     setText("capture-summary", `· ${money} · ${payment.reference}`);
+    const speech = payment.input === "speech";
     const statusText = {
-      capturing: "The customer is keying the card on their phone.",
+      capturing: speech
+        ? "The customer is saying the card details. You hear none of it."
+        : "The customer is keying the card on their phone.",
       ready: "All fields are valid. Submit when the customer is ready.",
       submitted: "Sending to the payment provider…",
     }[payment.status] ?? STATUS_NAMES[payment.status] ?? payment.status;
@@ -694,6 +740,9 @@ export class Desk {
     $("capture-cancel").disabled = !open;
     const links = this.offered().some((method) => method in LINK_CHANNELS);
     show("capture-to-link", open && links);
+    const switchable = open && payment.channel === "phone" && this.ctx.state.speechAvailable;
+    show("capture-input", switchable);
+    setText("capture-input", speech ? "Switch to keypad" : "Switch to speech");
     if (!open) show("switch", false);
   }
 
