@@ -30,6 +30,10 @@ from tests.browser.agent_desk import (
 )
 from tests.browser.conftest import ARGS
 
+# Keys travel as tones in 20 ms frames, through detection, the bus and capture: seconds
+# on a loaded two-core machine before the page can show them all.
+KEYED = 20_000
+
 
 async def enrol_through_the_page(page: Page, centre: Centre, shots: Shots) -> pyotp.TOTP:
     await page.goto(f"{centre.base}/")
@@ -96,8 +100,10 @@ async def test_an_agent_enrols_and_takes_approved_declined_and_reasked_payments(
         await expect(page.locator("#field-pan .verdict")).to_contain_text("Visa")
         assert await page.locator("#capture-submit").is_disabled()
         seq = await centre.key(customer, expiry + cvv, seq)
-        await expect(page.locator("#field-cvv")).to_have_attribute("data-state", "valid")
-        await expect(page.locator("#capture-submit")).to_be_enabled()
+        await expect(page.locator("#field-cvv")).to_have_attribute(
+            "data-state", "valid", timeout=KEYED
+        )
+        await expect(page.locator("#capture-submit")).to_be_enabled(timeout=KEYED)
         await shots.take(page, "all-valid")
         await witness.never_shown(page, PAN)
         await page.locator("#capture-submit").click()
@@ -111,7 +117,7 @@ async def test_an_agent_enrols_and_takes_approved_declined_and_reasked_payments(
         await centre.secure("CA-ui-1", times=2)
         pan, expiry, cvv = card_keys(DECLINED_PAN)
         seq = await centre.key(customer, pan + expiry + cvv, seq)
-        await expect(page.locator("#capture-submit")).to_be_enabled()
+        await expect(page.locator("#capture-submit")).to_be_enabled(timeout=KEYED)
         await page.locator("#capture-submit").click()
         await expect(page.locator("#outcome-title")).to_have_text("Declined", timeout=10000)
         await expect(page.locator("#outcome-text")).to_contain_text("declined the payment")
@@ -123,7 +129,7 @@ async def test_an_agent_enrols_and_takes_approved_declined_and_reasked_payments(
         await centre.secure("CA-ui-1", times=3)
         pan, expiry, cvv = card_keys()
         seq = await centre.key(customer, pan + expiry + cvv, seq)
-        await expect(page.locator("#capture-submit")).to_be_enabled()
+        await expect(page.locator("#capture-submit")).to_be_enabled(timeout=KEYED)
         await page.locator("#field-expiry button").click()
         await expect(page.locator("#field-expiry")).to_have_attribute("data-digits", "0")
         await expect(page.locator("#capture-submit")).to_be_disabled()
@@ -131,8 +137,10 @@ async def test_an_agent_enrols_and_takes_approved_declined_and_reasked_payments(
         await shots.take(page, "expiry-asked-again")
         await centre.secure("CA-ui-1", times=4)  # on again for the field asked again
         seq = await centre.key(customer, expiry, seq)
-        await expect(page.locator("#field-expiry")).to_have_attribute("data-state", "valid")
-        await expect(page.locator("#capture-submit")).to_be_enabled()
+        await expect(page.locator("#field-expiry")).to_have_attribute(
+            "data-state", "valid", timeout=KEYED
+        )
+        await expect(page.locator("#capture-submit")).to_be_enabled(timeout=KEYED)
         await page.locator("#capture-submit").click()
         await expect(page.locator("#outcome-title")).to_have_text("Approved", timeout=10000)
         await shots.take(page, "reasked-approved")

@@ -608,7 +608,7 @@ def test_psp_sim_command_serves_the_simulator() -> None:
             except httpx.TransportError:
                 return False
 
-        wait_for(healthy, "transact psp-sim")
+        wait_for(healthy, "transact psp-sim", timeout=90)  # a Python start-up, loaded CI
         connector = make("sandbox", base_url=f"http://127.0.0.1:{port}", credentials={})
         call = connector.authorize_call(order())
         response = httpx.post(

@@ -29,18 +29,21 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.test_psp_crash import PAN, STARTUP, TENANT, _healthy, process
+from tests.e2e.test_psp_crash import (
+    PAN,
+    STARTUP,
+    _healthy,
+    process,
+    request_payment,
+    route_to_simulator,
+)
 from tests.faults import OwnRedis, own_redis
 from tests.leaks import card_numbers_in
 from tests.servers import free_port, wait_for
 from transact.contracts import Message
-from transact.contracts.payments import PaymentRequested
-from transact.kernel import Kernel
 from transact.kernel.bus import BusOptions
 from transact.kernel.bus.redis import RedisBus
-from transact.kernel.security import Principal, Role
 from transact.kernel.settings import load_settings
-from transact.psp import Psp
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.faults]
 
@@ -101,43 +104,11 @@ def test_an_event_committed_but_not_published_when_killed_is_published_once_afte
     payment_id = f"pay_{uuid.uuid4().hex[:20]}"
 
     async def prepare() -> None:
-        kernel = Kernel.from_settings(settings)
-        await kernel.db.migrate()
-        psp = Psp(kernel)
-        admin = Principal(kind="user", id="root", tenant_id=TENANT, name="root", role=Role.ADMIN)
-        await psp.set_setup(
-            admin,
-            {
-                "routes": [{"connector": "stripe", "base_url": sim}],
-                "credentials": {"stripe": {"secret_key": "sk_test_simulator"}},
-            },
-        )
-        await psp.close()
+        await route_to_simulator(settings, sim)
         # The subscriber's group exists before anything is published, as a deployed one does.
         ledger = RedisBus(bus_redis.url, namespace)
         await ledger._ensure_group("payment.authorized", LEDGER)
         await ledger.close()
-        await kernel.stop()
-
-    async def request_payment() -> None:
-        kernel = Kernel.from_settings(settings)
-        card = json.dumps({"pan": PAN, "expiry": "1239", "cvv": "123"}).encode()
-        ref = await kernel.vault.put(TENANT, card)
-        await kernel.bus.publish(
-            PaymentRequested(
-                tenant_id=TENANT,
-                payment_id=payment_id,
-                capture_id=payment_id,
-                amount=4200,
-                currency="GBP",
-                reference="INV-OUTBOX",
-                channel="phone",
-                agent_id=None,
-                vault_ref=ref,
-                idempotency_key=f"{payment_id}:authorize",
-            )
-        )
-        await kernel.stop()
 
     async def subscriber_side_effects() -> Counter[str]:
         """Run the subscriber until it has drained the stream: payment id -> effects."""
@@ -176,7 +147,7 @@ def test_an_event_committed_but_not_published_when_killed_is_published_once_afte
         assert queued.status_code == 201
         with process(["serve", "psp", "--port", str(app_port)], env, log) as first:
             wait_for(lambda: _healthy(f"{app}/readyz"), "transact serve psp", timeout=STARTUP)
-            asyncio.run(request_payment())
+            asyncio.run(request_payment(settings, payment_id, "INV-OUTBOX"))
             wait_for(
                 lambda: (
                     sql(

@@ -38,7 +38,7 @@ from tests.servers import free_port, wait_for
 from transact.contracts.payments import PaymentRequested
 from transact.kernel import Kernel
 from transact.kernel.security import Principal, Role
-from transact.kernel.settings import load_settings
+from transact.kernel.settings import Settings, load_settings
 from transact.psp import Psp
 
 PAN = "4242424242424242"
@@ -69,6 +69,45 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+async def route_to_simulator(settings: Settings, sim: str) -> None:
+    """Migrate, and route the test tenant to the simulator's Stripe."""
+    kernel = Kernel.from_settings(settings)
+    await kernel.db.migrate()
+    psp = Psp(kernel)
+    admin = Principal(kind="user", id="root", tenant_id=TENANT, name="root", role=Role.ADMIN)
+    await psp.set_setup(
+        admin,
+        {
+            "routes": [{"connector": "stripe", "base_url": sim}],
+            "credentials": {"stripe": {"secret_key": "sk_test_simulator"}},
+        },
+    )
+    await psp.close()
+    await kernel.stop()
+
+
+async def request_payment(settings: Settings, payment_id: str, reference: str) -> None:
+    """As card capture does: the card into the vault, `payment.requested` on the bus."""
+    kernel = Kernel.from_settings(settings)
+    card = json.dumps({"pan": PAN, "expiry": "1239", "cvv": "123"}).encode()
+    ref = await kernel.vault.put(TENANT, card)
+    await kernel.bus.publish(
+        PaymentRequested(
+            tenant_id=TENANT,
+            payment_id=payment_id,
+            capture_id=payment_id,
+            amount=4200,
+            currency="GBP",
+            reference=reference,
+            channel="phone",
+            agent_id=None,
+            vault_ref=ref,
+            idempotency_key=f"{payment_id}:authorize",
+        )
+    )
+    await kernel.stop()
 
 
 def query(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -104,41 +143,6 @@ def test_a_process_killed_after_the_charge_and_before_the_commit_is_reconciled(
     settings = load_settings(**overrides)
     log = tmp_path / "transact.log"
 
-    async def prepare() -> None:
-        kernel = Kernel.from_settings(settings)
-        await kernel.db.migrate()
-        psp = Psp(kernel)
-        admin = Principal(kind="user", id="root", tenant_id=TENANT, name="root", role=Role.ADMIN)
-        await psp.set_setup(
-            admin,
-            {
-                "routes": [{"connector": "stripe", "base_url": sim}],
-                "credentials": {"stripe": {"secret_key": "sk_test_simulator"}},
-            },
-        )
-        await psp.close()
-        await kernel.stop()
-
-    async def request_payment(payment_id: str) -> None:
-        kernel = Kernel.from_settings(settings)
-        card = json.dumps({"pan": PAN, "expiry": "1239", "cvv": "123"}).encode()
-        ref = await kernel.vault.put(TENANT, card)
-        await kernel.bus.publish(
-            PaymentRequested(
-                tenant_id=TENANT,
-                payment_id=payment_id,
-                capture_id=payment_id,
-                amount=4200,
-                currency="GBP",
-                reference="INV-CRASH",
-                channel="phone",
-                agent_id=None,
-                vault_ref=ref,
-                idempotency_key=f"{payment_id}:authorize",
-            )
-        )
-        await kernel.stop()
-
     async def published(topic: str) -> list[dict[str, Any]]:
         client: Any = aioredis.Redis.from_url(redis_url)
         try:
@@ -170,7 +174,7 @@ def test_a_process_killed_after_the_charge_and_before_the_commit_is_reconciled(
         assert queued.status_code == 201
         with process(["serve", "psp", "--port", str(app_port)], env, log) as first:
             wait_for(lambda: _healthy(f"{app}/readyz"), "transact serve psp", timeout=STARTUP)
-            asyncio.run(request_payment(payment_id))
+            asyncio.run(request_payment(settings, payment_id, "INV-CRASH"))
             wait_for(
                 lambda: charges()["charges"]["stripe"].get(payment_id) == 1,
                 "the PSP's charge",
@@ -187,7 +191,7 @@ def test_a_process_killed_after_the_charge_and_before_the_commit_is_reconciled(
 
     with process(["psp-sim", "--port", str(sim_port)], clean, tmp_path / "sim.log"):
         wait_for(lambda: _healthy(f"{sim}/_sim/health"), "transact psp-sim", timeout=STARTUP)
-        asyncio.run(prepare())
+        asyncio.run(route_to_simulator(settings, sim))
         for _ in range(3):
             crashed = crash_after_the_charge()
             if crashed is not None:

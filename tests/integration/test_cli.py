@@ -120,6 +120,8 @@ def test_keygen_prints_a_usable_key() -> None:
     assert len(base64.b64decode(result.stdout.strip())) == 32
 
 
+# A dozen CLI start-ups in a row: minutes on a loaded two-core machine.
+@pytest.mark.timeout(600)
 def test_admin_commands_create_tenant_user_and_client(tmp_path: object) -> None:
     env = {"TRANSACT_MASTER_KEY": GOOD_KEY, "TRANSACT_DATA_DIR": str(tmp_path)}
     tenant = transact("admin", "create-tenant", "acme", **env)

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
+from tests.unit.ivr.test_domain import go, heard, said
 from transact.ivr import domain
 from transact.ivr.domain import (
     Began,
@@ -18,33 +17,15 @@ from transact.ivr.domain import (
     Key,
     OpenCapture,
     PaymentDone,
-    PromptDone,
     Session,
     Stage,
     Step,
 )
 from transact.ivr.phrases import PAUSE
 
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 FIXED = Flow(name="bills", amount=1250, currency="GBP", reference="INV-1")
 AGENT_LINE = Flow(name="line", amount_source="agent", currency="EUR")
 HANDED = Began(agent_id="usr_alice", amount=4200, currency="GBP", reference="ORDER-42")
-
-
-def said(step: Step) -> tuple[str, ...]:
-    assert step.said is not None, step.actions
-    return step.said.phrases
-
-
-def go(flow: Flow, session: Session, *events: domain.Input) -> Step:
-    step = Step(session)
-    for event in events:
-        step = domain.advance(flow, step.session, event, NOW)
-    return step
-
-
-def heard(step: Step) -> PromptDone:
-    return PromptDone(step.session.mark)
 
 
 def to_outcome(flow: Flow, began: Began, status: domain.PaymentStatus) -> Step:

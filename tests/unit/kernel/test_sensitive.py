@@ -281,13 +281,13 @@ def test_no_card_number_survives_among_other_digit_groups(
     assert "*" * (len(pan) - 10) in out
 
 
-def test_a_long_line_of_digit_groups_is_redacted_quickly() -> None:
-    import time
-
+# Not a timing: a pattern that backtracks over digit groups takes minutes on this line
+# (it is quadratic or worse), a linear one milliseconds; the timeout tells them apart
+# on any machine, loaded or not.
+@pytest.mark.timeout(60)
+def test_a_long_line_of_digit_groups_is_redacted_without_backtracking() -> None:
     line = "1 " * 20_000 + VISA
-    started = time.perf_counter()
     out = redact_card_numbers(line)
-    assert time.perf_counter() - started < 2.0
     assert VISA not in out
 
 
