@@ -57,6 +57,12 @@ def test_tokens_have_256_bits_and_only_their_hash_is_kept() -> None:
         assert not domain.looks_like_token(bad)
 
 
+def test_a_million_link_tokens_and_their_hashes_never_collide() -> None:
+    tokens = {secrets.token_urlsafe(domain.TOKEN_BYTES) for _ in range(1_000_000)}
+    assert len(tokens) == 1_000_000
+    assert len({domain.token_hash(token) for token in tokens}) == 1_000_000
+
+
 def test_expiry_defaults_to_30_minutes_and_stays_within_the_tenants_limit() -> None:
     settings = LinkSettings()
     assert domain.expiry(settings, None, NOW) == NOW + timedelta(minutes=30)
