@@ -133,11 +133,15 @@ class RedisBus:
             await self._redis.set(self._alive_key(group), b"1", px=ttl)
 
     async def _keep_saying_alive(self) -> None:
-        while True:
+        # Checks `_running`, not only cancellation: redis-py may turn the cancel of a
+        # command in flight into a connection error, which would otherwise loop on.
+        while self._running:
             await asyncio.sleep(self.options.abandoned_group_after / 3)
             try:
                 await self._say_alive()
             except (RedisError, OSError) as exc:
+                if not self._running:
+                    return
                 log.warning("bus.instance_heartbeat_failed", error=str(exc))
 
     async def _remove_abandoned_groups(self, topic: str) -> None:
@@ -183,7 +187,8 @@ class RedisBus:
         self._tasks.clear()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            # Bounded: it ends at the cancel or, at the latest, at its next loop check.
+            await asyncio.wait([self._heartbeat], timeout=self.options.drain_seconds + 1)
             self._heartbeat = None
         for consumer in self._active:
             if not is_instance_group(consumer.group):  # nobody else would take them
