@@ -20,7 +20,7 @@ import json
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +33,7 @@ from transact.contracts.capture import (
     CaptureCancelled,
     CaptureCancelRequested,
     CaptureCardPosted,
+    CaptureChannel,
     CaptureCompleted,
     CaptureInputChanged,
     CaptureProgress,
@@ -93,6 +94,58 @@ def policy_from_dict(data: dict[str, Any]) -> domain.Policy:
         return domain.Policy.from_dict(data)
     except (ValueError, TypeError) as exc:
         raise ApiError(422, "invalid_policy", str(exc)) from None
+
+
+def _opened_row(
+    step: domain.Step,
+    now: datetime,
+    *,
+    id: str,
+    tenant_id: str,
+    call_id: str | None,
+    agent_id: str | None,
+    channel: CaptureChannel,
+    amount: int,
+    currency: str,
+    reference: str,
+    vault_ref: str,
+    state: dict[str, Any] | None = None,
+) -> store.Row:
+    """A capture just opened on `step`, capturing its first field."""
+    return store.Row(
+        id=id,
+        tenant_id=tenant_id,
+        call_id=call_id,
+        agent_id=agent_id,
+        channel=channel,
+        amount=amount,
+        currency=currency,
+        reference=reference,
+        status="capturing",
+        cancel_reason=None,
+        state=state if state is not None else step.session.to_dict(),
+        vault_ref=vault_ref,
+        expires_at=step.session.expires_at(),
+        created_at=now,
+        outcome=None,
+    )
+
+
+def _started(row: store.Row, policy: domain.Policy, input: InputMode = "keypad") -> Message:
+    return CaptureStarted(
+        tenant_id=row.tenant_id,
+        correlation_id=row.id,
+        capture_id=row.id,
+        call_id=row.call_id,
+        # A row's channel was one of these when it was opened (`_opened_row`).
+        channel=cast(CaptureChannel, row.channel),
+        agent_id=row.agent_id,
+        fields=list(policy.fields),
+        amount=row.amount,
+        currency=row.currency,
+        reference=row.reference,
+        input=input,
+    )
 
 
 def _progress_events(row: store.Row, step: domain.Step) -> list[Message]:
@@ -176,7 +229,9 @@ class Capture:
             if fields is not None:
                 policy = policy_from_dict({**policy.to_dict(), "fields": fields})
             step = domain.start(policy, now)
-            row = store.Row(
+            row = _opened_row(
+                step,
+                now,
                 id=capture_id,
                 tenant_id=principal.tenant_id,
                 call_id=call_id,
@@ -185,17 +240,12 @@ class Capture:
                 amount=amount,
                 currency=currency,
                 reference=reference,
-                status="capturing",
-                cancel_reason=None,
+                vault_ref=vault_ref,
                 state={
                     **step.session.to_dict(),
                     **({"save_card": True} if save_card else {}),
                     **({"input": input} if input != "keypad" else {}),
                 },
-                vault_ref=vault_ref,
-                expires_at=step.session.expires_at(),
-                created_at=now,
-                outcome=None,
             )
             try:
                 async with session.begin_nested():
@@ -212,19 +262,7 @@ class Capture:
             )
             await add_to_outbox(
                 session,
-                CaptureStarted(
-                    tenant_id=row.tenant_id,
-                    correlation_id=row.id,
-                    capture_id=row.id,
-                    call_id=call_id,
-                    channel="phone",
-                    agent_id=principal.id,
-                    fields=list(policy.fields),
-                    amount=amount,
-                    currency=currency,
-                    reference=reference,
-                    input=input,
-                ),
+                _started(row, policy, input),
                 *_progress_events(row, step),
             )
             await audit.append(
@@ -336,7 +374,9 @@ class Capture:
                     await self._end(session, replaced, "cancelled", "ivr")
             policy = await self._ivr_policy(session, message)
             step = domain.start(policy, now)
-            row = store.Row(
+            row = _opened_row(
+                step,
+                now,
                 id=message.capture_id,
                 tenant_id=tenant_id,
                 call_id=call_id,
@@ -345,13 +385,7 @@ class Capture:
                 amount=message.amount,
                 currency=message.currency,
                 reference=message.reference,
-                status="capturing",
-                cancel_reason=None,
-                state=step.session.to_dict(),
                 vault_ref="cap_" + secrets.token_urlsafe(18),
-                expires_at=step.session.expires_at(),
-                created_at=now,
-                outcome=None,
             )
             call = await store.call(session, call_id)
             refused = await self._refusal(session, row, ended=bool(call and call.ended))
@@ -366,18 +400,7 @@ class Capture:
                 )
                 await add_to_outbox(
                     session,
-                    CaptureStarted(
-                        tenant_id=tenant_id,
-                        correlation_id=row.id,
-                        capture_id=row.id,
-                        call_id=call_id,
-                        channel="ivr",
-                        agent_id=None,
-                        fields=list(policy.fields),
-                        amount=row.amount,
-                        currency=row.currency,
-                        reference=row.reference,
-                    ),
+                    _started(row, policy),
                 )
             await audit.append(
                 session,
@@ -469,7 +492,9 @@ class Capture:
                 step, card=dataclasses.replace(step.card, holder=values.get("holder"))
             )
             ready = step.session.status is domain.SessionStatus.READY
-            row = store.Row(
+            row = _opened_row(
+                step,
+                now,
                 id=message.capture_id,
                 tenant_id=tenant_id,
                 call_id=None,
@@ -478,28 +503,11 @@ class Capture:
                 amount=message.amount,
                 currency=message.currency,
                 reference=message.reference,
-                status="capturing",
-                cancel_reason=None,
-                state=step.session.to_dict(),
                 vault_ref="cap_" + secrets.token_urlsafe(18),
-                expires_at=step.session.expires_at(),
-                created_at=now,
-                outcome=None,
             )
             await store.insert(session, row)
             events: list[Message] = [
-                CaptureStarted(
-                    tenant_id=tenant_id,
-                    correlation_id=row.id,
-                    capture_id=row.id,
-                    call_id=None,
-                    channel="link",
-                    agent_id=row.agent_id,
-                    fields=list(policy.fields),
-                    amount=row.amount,
-                    currency=row.currency,
-                    reference=row.reference,
-                ),
+                _started(row, policy),
                 *_progress_events(row, step),
             ]
             if not ready:
