@@ -192,24 +192,22 @@ async def _route_to_simulator(kernel: Kernel) -> Any:
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process, from /proc (0 when it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
+    from transact.cluster import proc_stat
+
+    fields = proc_stat(pid)
+    if len(fields) <= 12:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _with_children(pids: list[int]) -> list[int]:
     """The processes and their children (PostgreSQL serves each connection in a child)."""
+    from transact.cluster import proc_stat
+
     found = list(pids)
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent in pids:
+        fields = proc_stat(int(entry.name)) if entry.name.isdigit() else []
+        if len(fields) > 1 and fields[1].isdigit() and int(fields[1]) in pids:
             found.append(int(entry.name))
     return found
 

@@ -655,16 +655,24 @@ def _tail(log: Path, lines: int = 15) -> str:
 # --- liveness and stopping -----------------------------------------------------------
 
 
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name: state [0], parent pid [1],
+    user and system CPU ticks [11] and [12]; [] when the process is gone. The name is
+    skipped by its last parenthesis, since it may hold spaces."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return []
+    return text.rpartition(")")[2].split() if ")" in text else []
+
+
 def is_alive(pid: int) -> bool:
     """True while the process runs (a zombie, dead but not reaped, is not alive)."""
     child = _children.get(pid)
     if child is not None:
         return child.poll() is None
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+    fields = proc_stat(pid)
+    return bool(fields) and fields[0] not in ("Z", "X")
 
 
 def _is_ours(proc: Proc) -> bool:
