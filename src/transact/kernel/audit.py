@@ -46,6 +46,11 @@ audit_log = Table(
 _FIELDS = ("at", "tenant_id", "actor", "action", "target", "outcome", "ip", "details")
 
 
+# Built once, so that SQLAlchemy compiles them once (see psp.store).
+_LAST_HASH = select(audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+_INSERT = audit_log.insert()
+
+
 def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -69,7 +74,7 @@ async def append(
     """Add one record in the caller's transaction; returns its hash."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK})
-    prev = await session.scalar(select(audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1))
+    prev = await session.scalar(_LAST_HASH)
     record = {
         "at": _stamp(utcnow()),
         "tenant_id": tenant_id,
@@ -82,7 +87,7 @@ async def append(
     }
     prev_hash = prev or GENESIS
     digest = record_hash(prev_hash, record)
-    await session.execute(audit_log.insert().values(**record, prev_hash=prev_hash, hash=digest))
+    await session.execute(_INSERT, {**record, "prev_hash": prev_hash, "hash": digest})
     return digest
 
 

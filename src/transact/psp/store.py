@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     delete,
     func,
     select,
@@ -29,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.contracts import utcnow
-from transact.kernel.db import first_row, metadata
+from transact.kernel.db import metadata
 
 payments = Table(
     "psp_payments",
@@ -103,6 +104,26 @@ stored_cards = Table(
 )
 
 
+# The statements of every payment, built once. A statement given its values as
+# parameters is compiled once and found again in SQLAlchemy's cache; one built with
+# `.values(...)` is rebuilt and keyed anew on each call, which cost more than SQLite
+# took to run it.
+_INSERT_PAYMENT = payments.insert()
+_PAYMENT = select(payments).where(payments.c.id == bindparam("_id"))
+_PAYMENT_LOCKED = _PAYMENT.with_for_update()
+_UPDATE_PAYMENT = update(payments).where(payments.c.id == bindparam("_id"))
+_INSERT_ATTEMPT = attempts.insert()
+_UPDATE_ATTEMPT = update(attempts).where(
+    attempts.c.payment_id == bindparam("_payment"), attempts.c.seq == bindparam("_seq")
+)
+_AUTHORIZE_SUMMARY = (
+    select(attempts.c.connector, attempts.c.outcome, attempts.c.latency_ms, attempts.c.decline_code)
+    .where(attempts.c.payment_id == bindparam("_payment"), attempts.c.operation == "authorize")
+    .order_by(attempts.c.seq)
+)
+_ROUTES = select(routes).where(routes.c.tenant_id == bindparam("_tenant"))
+
+
 def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -140,27 +161,29 @@ def _payment(row: Any) -> Payment:
 async def insert_payment(session: AsyncSession, **values: Any) -> None:
     now = utcnow()
     await session.execute(
-        payments.insert().values(
-            created_at=now,
-            updated_at=now,
-            attempts=0,
-            authorized_amount=0,
-            captured_amount=0,
-            refunded_amount=0,
+        _INSERT_PAYMENT,
+        {
+            "created_at": now,
+            "updated_at": now,
+            "attempts": 0,
+            "authorized_amount": 0,
+            "captured_amount": 0,
+            "refunded_amount": 0,
             **values,
-        )
+        },
     )
 
 
 async def payment(session: AsyncSession, payment_id: str, *, lock: bool = False) -> Payment | None:
-    row = await first_row(session, select(payments).where(payments.c.id == payment_id), lock=lock)
+    """The payment, locked for the transaction (`FOR UPDATE`) when asked; SQLite ignores
+    the lock, its one writer at a time already serializes."""
+    query = _PAYMENT_LOCKED if lock else _PAYMENT
+    row = (await session.execute(query, {"_id": payment_id})).first()
     return _payment(row) if row else None
 
 
 async def save_payment(session: AsyncSession, payment_id: str, **values: Any) -> None:
-    await session.execute(
-        update(payments).where(payments.c.id == payment_id).values(updated_at=utcnow(), **values)
-    )
+    await session.execute(_UPDATE_PAYMENT, {"_id": payment_id, "updated_at": utcnow(), **values})
 
 
 async def stuck(session: AsyncSession, older_than: datetime, limit: int = 50) -> list[Payment]:
@@ -213,15 +236,16 @@ async def start_attempt(
     inserted in this transaction), else the next one."""
     seq = seq if seq is not None else await next_seq(session, payment_id)
     await session.execute(
-        attempts.insert().values(
-            payment_id=payment_id,
-            seq=seq,
-            operation=operation,
-            connector=connector,
-            idempotency_key=idempotency_key,
-            outcome="sending",
-            started_at=utcnow(),
-        )
+        _INSERT_ATTEMPT,
+        {
+            "payment_id": payment_id,
+            "seq": seq,
+            "operation": operation,
+            "connector": connector,
+            "idempotency_key": idempotency_key,
+            "outcome": "sending",
+            "started_at": utcnow(),
+        },
     )
     return seq
 
@@ -229,11 +253,7 @@ async def start_attempt(
 async def finish_attempt(session: AsyncSession, payment_id: str, seq: int, **values: Any) -> None:
     if "transcript" in values and values["transcript"] is not None:
         values["transcript"] = json.dumps(values["transcript"], default=str)
-    await session.execute(
-        update(attempts)
-        .where(attempts.c.payment_id == payment_id, attempts.c.seq == seq)
-        .values(**values)
-    )
+    await session.execute(_UPDATE_ATTEMPT, {"_payment": payment_id, "_seq": seq, **values})
 
 
 async def count_attempts(session: AsyncSession, payment_id: str, operation: str) -> int:
@@ -256,18 +276,7 @@ async def attempts_of(session: AsyncSession, payment_id: str) -> list[dict[str, 
 
 async def authorize_summary(session: AsyncSession, payment_id: str) -> list[dict[str, Any]]:
     """The authorization attempts of a payment, in order, without their transcripts."""
-    rows = (
-        await session.execute(
-            select(
-                attempts.c.connector,
-                attempts.c.outcome,
-                attempts.c.latency_ms,
-                attempts.c.decline_code,
-            )
-            .where(attempts.c.payment_id == payment_id, attempts.c.operation == "authorize")
-            .order_by(attempts.c.seq)
-        )
-    ).all()
+    rows = (await session.execute(_AUTHORIZE_SUMMARY, {"_payment": payment_id})).all()
     return [dict(r._mapping) for r in rows]
 
 
@@ -275,7 +284,7 @@ async def routes_of(
     session: AsyncSession, tenant_id: str
 ) -> tuple[dict[str, Any], bytes | None] | None:
     """The tenant's `{"mode", "routes"}` and its sealed credentials, if configured."""
-    row = (await session.execute(select(routes).where(routes.c.tenant_id == tenant_id))).first()
+    row = (await session.execute(_ROUTES, {"_tenant": tenant_id})).first()
     return (json.loads(row.routes), row.credentials) if row else None
 
 
