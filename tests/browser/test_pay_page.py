@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 
@@ -71,7 +72,7 @@ async def test_validation_messages_and_a_payment(
     kind: str,
     tmp_path: Path,
 ) -> None:
-    await desk.link_settings(merchant_name="Example Shop")
+    await desk.link_settings(merchant_name="Example Shop", ask_postcode=True)
     link = await desk.chat_link(amount=2599, reference="INV-42")
     problems: list[str] = []
     context = await context_for(browser, kind, problems)
@@ -83,17 +84,22 @@ async def test_validation_messages_and_a_payment(
     assert await page.get_attribute("#number", "autocomplete") == "cc-number"
     assert await page.get_attribute("#expiry", "autocomplete") == "cc-exp"
     assert await page.get_attribute("#cvc", "autocomplete") == "cc-csc"
+    assert await page.get_attribute("#postcode", "autocomplete") == "postal-code"
 
     await page.fill("#number", "4242424242424241")
     await expect(page.locator("#number")).to_have_value("4242 4242 4242 4241")
     await page.fill("#expiry", "0120")
     await expect(page.locator("#expiry")).to_have_value("01/20")
+    await page.fill("#postcode", "SW1A_1AA")
     await page.click("#pay")
     await expect(page.locator("#number-error")).to_have_text(
         "This card number is not valid. Please check it."
     )
     await expect(page.locator("#expiry-error")).to_have_text("This card has expired.")
     await expect(page.locator("#cvc-error")).to_have_text("Enter the security code.")
+    await expect(page.locator("#postcode-error")).to_have_text(
+        "Enter a postcode of 3 to 10 letters, numbers, spaces or hyphens."
+    )
     await expect(page.locator("#number")).to_have_attribute("aria-invalid", "true")
     await expect(page.locator("#number")).to_be_focused()
     await page.screenshot(path=tmp_path / f"{kind}-validation.png", full_page=True)
@@ -102,15 +108,21 @@ async def test_validation_messages_and_a_payment(
     await page.fill("#number", VISA)
     await page.fill("#expiry", future_expiry().replace("/", ""))
     await page.fill("#cvc", "123")
+    await page.fill("#postcode", "sw1a 1aa")  # a UK postcode, as people type it
     await expect(page.locator("#number-error")).to_have_text("")
+    await expect(page.locator("#postcode-error")).to_have_text("")
     await page.screenshot(path=tmp_path / f"{kind}-ready.png", full_page=True)
     await page.click("#pay")
     await expect(page.locator("#result")).to_have_text("Payment received", timeout=15000)
     await page.screenshot(path=tmp_path / f"{kind}-paid.png", full_page=True)
 
     progress = [m for m in desk.events("link.progress") if m.complete]  # type: ignore[attr-defined]
-    assert {m.field for m in progress} >= {"pan", "expiry", "cvv"}  # type: ignore[attr-defined]
-    await desk.wait_link(link["id"], lambda s: s["status"] == "completed")
+    assert {m.field for m in progress} >= {"pan", "expiry", "cvv", "postcode"}  # type: ignore[attr-defined]
+    done = await desk.wait_link(link["id"], lambda s: s["status"] == "completed")
+    async with httpx.AsyncClient() as http:
+        at_psp = (await http.get(f"{desk.psp_url}/_sim/payments")).json()["data"]
+    [payment] = [p for p in at_psp if p["reference"] == done["payment_id"]]
+    assert payment["postcode_check"] == "pass"  # the postcode reached the PSP
     assert problems == []
     await context.close()
 

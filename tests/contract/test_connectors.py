@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import os
 import re
 import subprocess
@@ -16,6 +17,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -642,3 +644,130 @@ async def test_after_3ds_the_provider_sends_the_customer_back_where_the_order_sa
     done = await client.post(page_url, data={"result": "approved", "return_url": way_back})
     assert done.status_code == 303
     assert done.headers["location"] == way_back
+
+
+# --- billing postcode (AVS) ---------------------------------------------------------------
+
+# Where each provider takes the billing postcode (the path into the JSON body; Stripe's
+# form key).
+POSTCODE_ON_THE_WIRE: dict[str, tuple[str, ...]] = {
+    "sandbox": ("card", "postcode"),
+    "stripe": ("payment_method_data[billing_details][address][postal_code]",),
+    "adyen": ("billingAddress", "postalCode"),
+    "checkout": ("source", "billing_address", "zip"),
+}
+# What each provider's answer says of a card sent without a postcode: Stripe and the
+# sandbox nothing; Adyen "5 No AVS data provided", Checkout.com "I" (not verified).
+NO_POSTCODE_CHECK: dict[str, str | None] = {
+    "sandbox": None,
+    "stripe": None,
+    "adyen": "unavailable",
+    "checkout": "unavailable",
+}
+
+
+def with_postcode(o: Order, postcode: str | None) -> Order:
+    assert o.card is not None
+    return dataclasses.replace(o, card=dataclasses.replace(o.card, postcode=postcode))
+
+
+async def wire_of(c: Connector, o: Order) -> tuple[bytes, int, Any]:
+    """The request body as it left, and the answer."""
+    sent: list[bytes] = []
+
+    async def record(request: httpx.Request) -> None:
+        sent.append(await request.aread())
+
+    async with httpx.AsyncClient(event_hooks={"request": [record]}, timeout=5.0) as recording:
+        status, body = await send(recording, c, c.authorize_call(o))
+    return sent[0], status, body
+
+
+async def test_the_postcode_goes_in_each_providers_own_format(
+    connector: Connector, client: httpx.AsyncClient, sim_url: str
+) -> None:
+    o = with_postcode(order(), "SW1A 1AA")
+    raw, status, body = await wire_of(connector, o)
+    path = POSTCODE_ON_THE_WIRE[connector.name]
+    if connector.name == "stripe":
+        form = dict(parse_qsl(raw.decode()))
+        assert form[path[0]] == "SW1A 1AA"
+        assert form["expand[0]"] == "latest_charge"  # the check is on the charge
+    else:
+        sent: Any = json.loads(raw)
+        for step in path:
+            sent = sent[step]
+        assert sent == "SW1A 1AA"
+    if connector.name == "adyen":
+        address = json.loads(raw)["billingAddress"]
+        # Adyen requires the whole address: what we do not know is said so.
+        assert address == {
+            "street": "N/A",
+            "houseNumberOrName": "N/A",
+            "city": "N/A",
+            "postalCode": "SW1A 1AA",
+            "country": "ZZ",
+        }
+    result = connector.parse_authorize(status, body)
+    assert result.outcome is Outcome.APPROVED
+    assert result.postcode_check == "pass"
+
+
+@pytest.mark.parametrize(
+    ("postcode", "check"),
+    [
+        ("SW1A 1AA", "pass"),
+        ("EC1A 1BB", "pass"),
+        ("90210", "pass"),
+        ("ZZ1 1ZZ", "fail"),
+        ("00000", "fail"),
+        ("99999", "unavailable"),
+    ],
+)
+async def test_the_providers_postcode_check_is_read_and_never_declines_by_itself(
+    connector: Connector, client: httpx.AsyncClient, sim_url: str, postcode: str, check: str
+) -> None:
+    o = with_postcode(order(), postcode)
+    result = await authorize(client, connector, o)
+    assert result.outcome is Outcome.APPROVED  # a failed check is the merchant's to judge
+    assert result.postcode_check == check
+    assert (await payment_of(client, sim_url, connector, o.reference))["postcode_check"] == check
+    assert await charges(client, sim_url, connector, o.reference) == 1
+
+
+async def test_a_decline_still_says_the_postcode_check(
+    connector: Connector, client: httpx.AsyncClient
+) -> None:
+    o = with_postcode(order("4000000000009995"), "ZZ1 1ZZ")
+    result = await authorize(client, connector, o)
+    assert result.outcome is Outcome.DECLINED
+    assert result.decline_code is DeclineCode.INSUFFICIENT_FUNDS
+    assert result.postcode_check == "fail"
+
+
+async def test_no_postcode_sends_no_address_and_gets_no_check(
+    connector: Connector, client: httpx.AsyncClient, sim_url: str
+) -> None:
+    o = with_postcode(order(), None)
+    raw, status, body = await wire_of(connector, o)
+    for name in ("postal", "postcode", "billing_address", "billingAddress", "zip"):
+        assert name not in raw.decode()
+    result = connector.parse_authorize(status, body)
+    assert result.outcome is Outcome.APPROVED
+    assert result.postcode_check == NO_POSTCODE_CHECK[connector.name]
+
+
+async def test_scrub_masks_the_postcode_like_the_name(connector: Connector) -> None:
+    o = with_postcode(order(), "SW1A 1AA")
+    raw, _status, body = await wire_of(connector, o)
+    assert b"SW1A" in raw  # the test means something: the postcode was on the wire
+    call = connector.authorize_call(o)
+    for scrubbed in (
+        connector.scrub(raw),
+        connector.scrub(raw.decode()),
+        connector.scrub(call),
+        connector.scrub({"request": {"json": call.json, "form": call.form}, "response": body}),
+    ):
+        text = repr(scrubbed)
+        assert "SW1A" not in text
+        assert "Lovelace" not in text

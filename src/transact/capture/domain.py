@@ -18,7 +18,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
 
-from transact.contracts.capture import holder_name
+from transact.contracts.capture import billing_postcode, holder_name
 from transact.kernel.sensitive import luhn_valid
 
 FIELD_NAMES: Final = ("pan", "expiry", "cvv", "postcode")
@@ -220,6 +220,24 @@ def validate_postcode(text: str) -> str | None:
     if not MIN_POSTCODE_LENGTH <= len(text) <= MAX_POSTCODE_LENGTH:
         return f"postcode has {MIN_POSTCODE_LENGTH}-{MAX_POSTCODE_LENGTH} digits"
     return None
+
+
+TYPED_POSTCODE_REASON: Final = (
+    f"postcode has {MIN_POSTCODE_LENGTH}-{MAX_POSTCODE_LENGTH} letters, digits, spaces or hyphens"
+)
+
+
+def validate_typed_postcode(text: str) -> str | None:
+    """What a payment page may give: a postcode in `billing_postcode`'s form ("SW1A 1AA",
+    "EC1A 1BB", "90210-1234"), already normalized (upper case, single spaces)."""
+    if not isinstance(text, str) or billing_postcode(text) != text:
+        return TYPED_POSTCODE_REASON
+    return None
+
+
+def _is_postcode_value(text: str) -> bool:
+    """Keypad digits (any number of them so far) or a complete typed postcode."""
+    return _is_digits(text) or billing_postcode(text) == text
 
 
 # --- policy and state ---------------------------------------------------------------
@@ -457,7 +475,8 @@ class Card:
             # Messages never show what they refuse: it may be card digits.
             if name not in FIELD_NAMES:
                 raise ValueError(f"unknown capture field; fields are {', '.join(FIELD_NAMES)}")
-            if not _is_digits(value) or len(value) > _MAX_LENGTH[name]:
+            well_formed = _is_postcode_value(value) if name == "postcode" else _is_digits(value)
+            if not well_formed or len(value) > _MAX_LENGTH[name]:
                 raise ValueError(f"{name} must be 1-{_MAX_LENGTH[name]} digits")
         object.__setattr__(self, "values", MappingProxyType(values))
         object.__setattr__(self, "holder", holder_name(self.holder))
@@ -493,7 +512,10 @@ class Card:
         return cls(data, holder if isinstance(holder, str) else None)
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{name}=<{len(self.values[name])} digits>" for name in self.values)
+        shown = ", ".join(
+            f"{name}=<{len(self.values[name])} {'characters' if name == 'postcode' else 'digits'}>"
+            for name in self.values
+        )
         return f"Card({shown}{', holder=<name>' if self.holder else ''})"
 
     def __reduce__(self) -> Any:
@@ -640,12 +662,14 @@ def recapture(session: Session, card: Card, field: str) -> Step:
 def fill(policy: Policy, values: Mapping[str, str], now: datetime, today: date) -> Step:
     """A whole card typed on a web page: each field of the policy set and ended in turn,
     as if keyed and closed with `#`, so the payment page and the keypad obey one set of
-    rules.
+    rules, but for the postcode: a page can type letters, so there it is a billing
+    postcode ("SW1A 1AA", normalized by `billing_postcode`), where a keypad keys digits.
 
     Stops at the first field the rules reject (the session is then still capturing it).
-    A value that is not digits, or is longer than any value of its field, is judged as
-    an empty field: its reason never depends on, or repeats, what was typed. Only the
-    verdicts are reported, not a progress event per digit.
+    A value that is not digits (not a postcode, for the postcode), or is longer than any
+    value of its field, is judged as an empty field: its reason never depends on, or
+    repeats, what was typed. Only the verdicts are reported, not a progress event per
+    digit.
     """
     step = start(policy, now)
     session, card = step.session, step.card
@@ -654,11 +678,13 @@ def fill(policy: Policy, values: Mapping[str, str], now: datetime, today: date) 
         if session.status is not SessionStatus.CAPTURING or session.current != name:
             break
         value = values.get(name, "")
-        if not (_is_digits(value) and len(value) <= _MAX_LENGTH[name]):
+        if name == "postcode":
+            value = billing_postcode(value) or ""
+        elif not (_is_digits(value) and len(value) <= _MAX_LENGTH[name]):
             value = ""
         card = card.with_value(name, value)
         session = _replace_field(session, session.field(name), digits=len(value), reason=None)
-        ended = _end_field(session, card, today)
+        ended = _end_field(session, card, today, typed=True)
         session, card = ended.session, ended.card
         progress += ended.progress
     return Step(session, card, tuple(progress))
@@ -689,23 +715,24 @@ def _ends_on_its_own(session: Session, value: str, name: str) -> bool:
     return n >= MAX_POSTCODE_LENGTH
 
 
-def _validate(session: Session, name: str, value: str, today: date) -> str | None:
+def _validate(session: Session, name: str, value: str, today: date, *, typed: bool) -> str | None:
     if name == "pan":
         return validate_pan(value, session.policy.accepted_brands)
     if name == "expiry":
         return validate_expiry(value, today)
     if name == "cvv":
         return validate_cvv(value, session.brand)
-    return validate_postcode(value)
+    return validate_typed_postcode(value) if typed else validate_postcode(value)
 
 
-def _end_field(session: Session, card: Card, today: date) -> Step:
-    """`#` (or a digit that completes it) on the current field: accept or reject it."""
+def _end_field(session: Session, card: Card, today: date, *, typed: bool = False) -> Step:
+    """`#` (or a digit that completes it) on the current field: accept or reject it.
+    `typed`: the field came from a payment page (`fill`), not a keypad."""
     assert session.current is not None
     name = session.current
     state = session.field(name)
     value = card.value(name)
-    reason = _validate(session, name, value, today)
+    reason = _validate(session, name, value, today, typed=typed)
 
     if reason is not None:
         attempts = state.attempts + 1

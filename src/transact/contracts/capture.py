@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from transact.contracts.base import Message
@@ -31,6 +32,24 @@ def holder_name(text: str | None) -> str | None:
     if not all(ch.isalpha() or ch in " '-.,\u2019" for ch in name):
         return None
     return name if sum(ch.isalpha() for ch in name) >= 2 else None
+
+
+MIN_POSTCODE_LENGTH = 3
+MAX_POSTCODE_LENGTH = 10
+_POSTCODE = re.compile(r"[A-Z0-9](?:[A-Z0-9 -]*[A-Z0-9])?")
+
+
+def billing_postcode(text: str | None) -> str | None:
+    """A billing postcode typed on a page, as PSPs take it for address checks: trimmed,
+    upper case, runs of spaces made one; 3-10 ASCII letters, digits, spaces and
+    hyphens, starting and ending with a letter or digit ("SW1A 1AA", "90210-1234").
+    None otherwise. (A phone keypad keys digits only: capture keeps that rule.)"""
+    if not isinstance(text, str) or not text.isascii():
+        return None
+    postcode = " ".join(text.split()).upper()
+    if not MIN_POSTCODE_LENGTH <= len(postcode) <= MAX_POSTCODE_LENGTH:
+        return None
+    return postcode if _POSTCODE.fullmatch(postcode) else None
 
 
 def link_card_context(capture_id: str) -> bytes:
@@ -105,7 +124,8 @@ class CaptureCardPosted(Message):
 
     `sealed` is base64 of `Vault.seal(tenant, json {"pan", "expiry", "cvv"[, "postcode"]
     [, "holder"]}, link_card_context(capture_id))` ("holder": the name on the card, see
-    `holder_name`): the bus cannot read it. Capture validates it by its
+    `holder_name`; "postcode": the billing postcode, see `billing_postcode`): the bus
+    cannot read it. Capture validates it by its
     own rules, seals it in the vault and, when `submit`, requests the payment at once;
     otherwise the capture waits `ready` for the agent's submit. The capture id is chosen
     by remote, so it can follow the capture's events; a repeat changes nothing.

@@ -10,8 +10,10 @@ from transact.contracts.base import Message
 class PaymentRequested(Message):
     """Authorize this payment with the card sealed in the vault under `vault_ref` (single use).
 
-    The vault entry is a JSON object of digit strings: `pan`, `expiry` (MMYY), `cvv`
-    and, where the tenant asks for it, `postcode`.
+    The vault entry is a JSON object of strings: `pan`, `expiry` (MMYY), `cvv` (digits)
+    and, where the tenant asks for them, `postcode` (digits from a keypad; a billing
+    postcode such as "SW1A 1AA" from the payment page) and `holder` (the name on the
+    card). The PSP adapter sends the postcode for the issuer's address check.
     """
 
     topic = "payment.requested"

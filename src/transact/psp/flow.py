@@ -128,6 +128,7 @@ def card_from_vault(raw: bytes) -> Card:
             expiry_year=2000 + int(expiry[2:4]),
             cvv=SensitiveStr(str(values["cvv"])) if values.get("cvv") else None,
             holder=str(values["holder"]) if values.get("holder") else None,
+            postcode=str(values["postcode"]) if values.get("postcode") else None,
         )
     except (ValueError, KeyError, TypeError):
         raise VaultError("the vault entry is not a card") from None

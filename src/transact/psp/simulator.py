@@ -16,8 +16,21 @@ and a card whose expiry has passed is declined as expired. The 3-D Secure card
 asks for a challenge only in e-commerce: a MOTO (telephone order) or
 merchant-initiated payment is out of scope for 3-D Secure and is approved. Each
 payment records its `interaction` (`ecommerce`, `moto`, `merchant_initiated`)
-as the provider's flags said it, for tests to check. The simulator never
-keeps a card number: a payment or token remembers brand, last 4 and what the
+as the provider's flags said it, for tests to check.
+
+A billing postcode is read where each provider takes it (Stripe
+`payment_method_data[billing_details][address][postal_code]`, Adyen
+`billingAddress.postalCode`, Checkout.com `source.billing_address.zip`, the sandbox
+`card.postcode`) and answered with an address check in the provider's own words
+(Stripe `latest_charge.payment_method_details.card.checks.address_postal_code_check`
+when `expand[]=latest_charge`, Adyen `additionalData.avsResult`, Checkout.com
+`source.avs_check`, the sandbox `postcode_check`): the postcodes of
+`TEST_POSTCODES` do what they say, any other passes, and none sent is no check
+(Stripe and the sandbox say nothing; Adyen "5 No AVS data provided", Checkout.com
+"I"). A failed check never declines: that is the merchant's rule. The postcode
+itself is not kept, only its verdict (`postcode_check` in `/_sim/payments`).
+
+The simulator never keeps a card number: a payment or token remembers brand, last 4 and what the
 test card does, nothing else, and nothing here logs request bodies.
 
 Idempotency, per provider header (`Idempotency-Key`; Checkout.com
@@ -99,6 +112,19 @@ TEST_CARDS: Mapping[str, str] = {
     "4000000000003220": CHALLENGE,
 }
 
+# Billing postcodes whose address check is known, whatever the provider (compared in
+# upper case without spaces or hyphens); any other postcode passes. "00000" can be
+# keyed on a phone; "ZZ1 1ZZ" is no real UK postcode (there is no ZZ area).
+AVS_MATCH = "pass"
+AVS_MISMATCH = "fail"
+AVS_UNAVAILABLE = "unavailable"
+AVS_ABSENT = "absent"  # a card came without a postcode
+TEST_POSTCODES: Mapping[str, str] = {
+    "00000": AVS_MISMATCH,
+    "ZZ11ZZ": AVS_MISMATCH,
+    "99999": AVS_UNAVAILABLE,
+}
+
 DEFAULT_HANG_SECONDS = 30.0
 _IDEMPOTENCY_HEADER = {
     "stripe": "idempotency-key",
@@ -110,6 +136,14 @@ _IDEMPOTENCY_HEADER = {
 
 def _rand(n: int, alphabet: str = string.ascii_lowercase + string.digits) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def avs_of(postcode: Any) -> str:
+    """The simulated issuer's address check of a billing postcode (not kept)."""
+    if not isinstance(postcode, str) or not postcode.strip():
+        return AVS_ABSENT
+    key = re.sub(r"[\s-]", "", postcode).upper()
+    return TEST_POSTCODES.get(key, AVS_MATCH)
 
 
 def brand_of(number: str) -> str:
@@ -186,6 +220,12 @@ class Payment:
     action_ids: list[str] = field(default_factory=list)
     return_url: str | None = None  # the merchant's way back after a 3-D Secure check
     holder: str | None = None  # the name on the card, as the request gave it
+    # The address check of the card's billing postcode (AVS_*); None: no card (a token).
+    avs: str | None = None
+
+    def postcode_check(self) -> str | None:
+        """pass | fail | unavailable, or None when no postcode came."""
+        return None if self.avs in (None, AVS_ABSENT) else self.avs
 
     def public(self) -> dict[str, Any]:
         return {
@@ -206,6 +246,7 @@ class Payment:
             "interaction": self.interaction,
             "token": self.token is not None,
             "holder": self.holder,
+            "postcode_check": self.postcode_check(),
         }
 
 
@@ -521,7 +562,35 @@ def _stripe_sim_error(exc: SimError) -> Response:
     return _stripe_error(400, "invalid_request_error", exc.message, "parameter_invalid")
 
 
-def _stripe_intent(p: Payment) -> dict[str, Any]:
+def _stripe_charge(p: Payment, *, expand: bool) -> dict[str, Any] | str | None:
+    """`latest_charge`: its id, or (`expand[]=latest_charge`) the Charge with its checks.
+    A payment waiting for 3-D Secure has no charge yet."""
+    if p.outcome == "pending":
+        return None
+    charge_id = "ch_" + p.id.removeprefix("pi_")
+    if not expand:
+        return charge_id
+    return {
+        "id": charge_id,
+        "object": "charge",
+        "amount": p.amount,
+        "status": "failed" if p.outcome == "declined" else "succeeded",
+        "payment_method_details": {
+            "type": "card",
+            "card": {
+                "brand": p.brand,
+                "last4": p.last4,
+                "checks": {
+                    "address_line1_check": None,
+                    "address_postal_code_check": p.postcode_check(),
+                    "cvc_check": None,
+                },
+            },
+        },
+    }
+
+
+def _stripe_intent(p: Payment, *, expand_charge: bool = False) -> dict[str, Any]:
     if p.outcome == "declined":
         status = "requires_payment_method"
     elif p.outcome == "pending":
@@ -543,6 +612,7 @@ def _stripe_intent(p: Payment) -> dict[str, Any]:
         "amount_received": p.captured,
         "metadata": {"reference": p.reference},
         "payment_method": p.token,
+        "latest_charge": _stripe_charge(p, expand=expand_charge),
         "last_payment_error": None,
         "next_action": None,
     }
@@ -631,9 +701,12 @@ def stripe_create_intent(state: SimState, req: Request, _: re.Match[str]) -> Res
     )
     p.return_url = form.get("return_url") or None
     p.holder = form.get("payment_method_data[billing_details][name]") or None
+    if card is not None:
+        p.avs = avs_of(form.get("payment_method_data[billing_details][address][postal_code]"))
     if p.token is None:
         p.token = token or f"pm_{_rand(24)}"
-    intent = _stripe_intent(p)
+    expand = {v for k, v in form.items() if k == "expand[]" or re.fullmatch(r"expand\[\d+\]", k)}
+    intent = _stripe_intent(p, expand_charge="latest_charge" in expand)
     if p.outcome == "declined":
         return _stripe_decline(p, "payment_intent", intent)
     return Response(200, intent)
@@ -836,6 +909,15 @@ def _adyen_id() -> str:
     return _rand(16, string.ascii_uppercase + string.digits)
 
 
+# The simulator checks the postcode only, so the street is "not checked".
+_ADYEN_AVS: Mapping[str, str] = {
+    AVS_MATCH: "15 Postal code matches, address not checked",
+    AVS_MISMATCH: "17 Postal code doesn't match, address not checked",
+    AVS_UNAVAILABLE: "3 AVS unavailable",
+    AVS_ABSENT: "5 No AVS data provided",
+}
+
+
 def _adyen_result(p: Payment) -> dict[str, Any]:
     body: dict[str, Any] = {
         "pspReference": p.id,
@@ -855,6 +937,8 @@ def _adyen_result(p: Payment) -> dict[str, Any]:
     else:
         reason, code = _ADYEN_REFUSALS[p.decline or "card_declined"]
         body |= {"resultCode": "Refused", "refusalReason": reason, "refusalReasonCode": code}
+    if p.avs is not None:
+        body["additionalData"] = {"avsResult": _ADYEN_AVS[p.avs]}
     return body
 
 
@@ -912,13 +996,16 @@ def adyen_payments(state: SimState, req: Request, _: re.Match[str]) -> Response:
         interaction=interaction,
     )
     p.return_url = str(body.get("returnUrl") or "") or None
+    if card is not None:
+        address = body.get("billingAddress")
+        p.avs = avs_of(address.get("postalCode") if isinstance(address, dict) else None)
     result = _adyen_result(p)
     if store and p.outcome == "approved":
         shopper_ref = str(body.get("shopperReference") or "")
         if not shopper_ref:
             raise SimError("invalid_request", "shopperReference is required to store")
         stored = state.store_token(p, _adyen_id(), shopper_ref)
-        result["additionalData"] = {
+        result["additionalData"] = result.get("additionalData", {}) | {
             "tokenization.storedPaymentMethodId": stored.token,
             "tokenization.shopperReference": shopper_ref,
             "recurring.recurringDetailReference": stored.token,
@@ -1010,6 +1097,16 @@ def _checkout_status(p: Payment) -> str:
     return "Authorized"
 
 
+# Checkout.com AVS codes: "P" postcode matches, street not verified (the simulator
+# checks the postcode only); "N" no match; "U" not verified (issuer); "I" not verified.
+_CHECKOUT_AVS: Mapping[str, str] = {
+    AVS_MATCH: "P",
+    AVS_MISMATCH: "N",
+    AVS_UNAVAILABLE: "U",
+    AVS_ABSENT: "I",
+}
+
+
 def _checkout_payment(p: Payment) -> dict[str, Any]:
     status = _checkout_status(p)
     body: dict[str, Any] = {
@@ -1034,7 +1131,8 @@ def _checkout_payment(p: Payment) -> dict[str, Any]:
     body |= {
         "response_code": code,
         "response_summary": summary,
-        "source": {"id": p.source_id, "type": "card", "scheme": p.brand, "last4": p.last4},
+        "source": {"id": p.source_id, "type": "card", "scheme": p.brand, "last4": p.last4}
+        | ({"avs_check": _CHECKOUT_AVS[p.avs]} if p.avs is not None else {}),
         "balances": {
             "total_authorized": p.authorized,
             "total_captured": p.captured,
@@ -1081,6 +1179,9 @@ def checkout_pay(state: SimState, req: Request, _: re.Match[str]) -> Response:
         interaction=interaction,
     )
     p.return_url = str(body.get("success_url") or "") or None
+    if card is not None:
+        address = source.get("billing_address")
+        p.avs = avs_of(address.get("zip") if isinstance(address, dict) else None)
     if token is not None:
         p.source_id = token
     elif p.outcome != "declined":
@@ -1169,6 +1270,8 @@ def _sandbox_payment(p: Payment) -> dict[str, Any]:
     if p.outcome == "pending":
         body["message"] = "3-D Secure authentication required"
         body["action"] = {"type": "redirect", "url": f"https://sim.invalid/3ds/{p.id}"}
+    if p.postcode_check() is not None:
+        body["postcode_check"] = p.postcode_check()
     return body
 
 
@@ -1199,6 +1302,8 @@ def sandbox_pay(state: SimState, req: Request, _: re.Match[str]) -> Response:
     p.return_url = str(body.get("return_url") or "") or None
     card = body.get("card")
     p.holder = str(card.get("holder") or "") or None if isinstance(card, dict) else None
+    if isinstance(card, dict):
+        p.avs = avs_of(card.get("postcode"))
     answer = _sandbox_payment(p)
     if body.get("store") is True and token is None and p.outcome == "approved":
         answer["token"] = state.store_token(p, f"sbt_{_rand(24)}").token

@@ -437,6 +437,10 @@ _FIELD_WORDS: Final = {
     "postcode": "Enter the postcode of the card's billing address.",
 }
 NAME_MESSAGE: Final = "Enter your name as it is written on the card."
+POSTCODE_MESSAGE: Final = (
+    "Enter the postcode of the card's billing address: 3 to 10 letters, numbers, "
+    "spaces or hyphens, such as SW1A 1AA or 90210."
+)
 
 
 def field_message(name: str, reason: str) -> str:
@@ -455,11 +459,15 @@ MAX_POSTED: Final = 32  # characters per field: anything longer is not a card fi
 
 def posted_card(form: Mapping[str, str], fields: list[str]) -> dict[str, str]:
     """The page's fields as card capture names them, with the separators a person types
-    (spaces, dashes, the slash of MM/YY) taken out. Judging them is capture's job."""
+    (spaces, dashes, the slash of MM/YY) taken out of the card's digits; a postcode keeps
+    its own ("SW1A 1AA"), as typed. Judging them is capture's job."""
     names = {"pan": "number", "expiry": "expiry", "cvv": "cvc", "postcode": "postcode"}
     card: dict[str, str] = {}
     for name in fields:
         raw = form.get(names[name], "")[:MAX_POSTED]
+        if name == "postcode":
+            card[name] = raw
+            continue
         value = _SEPARATORS.sub("", raw)
         if name == "expiry" and len(value) == 6 and value.isdigit():
             value = value[:2] + value[4:]  # MM/YYYY

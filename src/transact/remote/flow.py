@@ -29,6 +29,7 @@ from transact.contracts.capture import (
     CaptureCancelRequested,
     CaptureCardPosted,
     CaptureStarted,
+    billing_postcode,
     holder_name,
     link_card_context,
 )
@@ -541,6 +542,13 @@ class Remote:
                 429, "too_many_requests", "Too many tries from your network. Please wait a while."
             )
         card = domain.posted_card(form, settings.fields)
+        if "postcode" in card:
+            # Said at once, like the name: the page's own check can be bypassed, and a
+            # refusal from capture would cost the customer an attempt.
+            postcode = billing_postcode(card["postcode"])
+            if postcode is None:
+                raise LinkError(422, "invalid_postcode", domain.POSTCODE_MESSAGE)
+            card["postcode"] = postcode
         if settings.ask_name:
             holder = holder_name(form.get("name", "")[: 2 * MAX_HOLDER_LENGTH])
             if holder is None:

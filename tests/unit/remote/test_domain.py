@@ -206,6 +206,15 @@ def test_posted_fields_lose_only_the_separators_people_type() -> None:
     assert len(domain.posted_card({"number": "4" * 500}, ["pan"])["pan"]) == domain.MAX_POSTED
 
 
+def test_a_posted_postcode_keeps_its_spaces_for_the_rules_to_judge() -> None:
+    # "SW1A 1AA" is a postcode with its space; normalizing is billing_postcode's job.
+    form = {"postcode": " sw1a 1aa "}
+    assert domain.posted_card(form, ["postcode"]) == {"postcode": " sw1a 1aa "}
+    assert len(domain.posted_card({"postcode": "A" * 500}, ["postcode"])["postcode"]) == (
+        domain.MAX_POSTED
+    )
+
+
 def test_money_and_durations_as_people_read_them() -> None:
     assert domain.money(1250, "GBP") == "£12.50"
     assert domain.money(100000, "EUR") == "€1,000.00"

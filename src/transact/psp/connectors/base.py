@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from transact.kernel.sensitive import Pan, SensitiveStr
 
@@ -71,6 +71,16 @@ class Card:
     expiry_year: int  # four digits
     cvv: SensitiveStr | None = None
     holder: str | None = None
+    # The billing postcode, where the tenant asks for it ("SW1A 1AA" from the payment
+    # page, digits from a keypad): sent for the issuer's address check (AVS). Personal
+    # data: kept out of the repr, so a logged Card never shows it.
+    postcode: str | None = field(default=None, repr=False)
+
+
+# The issuer's verdict on the billing postcode, whatever each provider calls it:
+# "pass" it matches, "fail" it does not, "unavailable" the provider could not check.
+# A check is information for the merchant, never a decline by itself.
+PostcodeCheck = Literal["pass", "fail", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,9 @@ class PspResult:
     # From a status query, where the provider says it: how much of the payment it has
     # refunded (reconciliation compares it with ours). None: not said.
     refunded: int | None = None
+    # The address check of the billing postcode (AVS); None where the provider said
+    # nothing about it (no postcode went, or its answer carries no check).
+    postcode_check: PostcodeCheck | None = None
 
 
 class Connector(Protocol):

@@ -30,6 +30,12 @@
   `GET /payments?reference=R` (`{total_count, data: [...]}`). Checkout.com does
   not promise that list is current to the second, so "nothing found" keeps
   `may_retry_elsewhere` False.
+* billing postcode (AVS): the card source's `billing_address: {zip}` (every field of
+  Checkout.com's address is optional, so the postcode goes alone). The verdict is the
+  answer's `source.avs_check`, one of Checkout.com's AVS codes: the codes that say
+  the postcode matches (D F M P W X Y Z, Amex AE1 AE2) are "pass", those that say it
+  does not (A N) are "fail", every other code (not verified, unavailable, not
+  supported, ...) is "unavailable".
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from transact.psp.connectors.base import (
     Interaction,
     Order,
     Outcome,
+    PostcodeCheck,
     PspResult,
 )
 from transact.psp.connectors.common import (
@@ -87,11 +94,28 @@ _APPROVED_STATES = frozenset(
         "Voided",
     }
 )
-_SCRUB = Scrubber(["number", "expiry_month", "expiry_year", "cvv", "name"])
+_SCRUB = Scrubber(["number", "expiry_month", "expiry_year", "cvv", "name", "zip"])
+
+# `source.avs_check` codes by what they say of the postcode (Checkout.com's AVS codes).
+AVS_POSTCODE_PASS = frozenset({"D", "F", "M", "P", "W", "X", "Y", "Z", "AE1", "AE2"})
+AVS_POSTCODE_FAIL = frozenset({"A", "N"})
 
 
 def response_code(code: Any) -> DeclineCode:
     return RESPONSE_CODES.get(str(code), DeclineCode.CARD_DECLINED)
+
+
+def postcode_check(answer: Mapping[str, Any]) -> PostcodeCheck | None:
+    """What `source.avs_check` says of the postcode; None when there is no such code."""
+    code = as_dict(answer.get("source")).get("avs_check")
+    if not isinstance(code, str) or not code.strip():
+        return None
+    code = code.strip().upper()
+    if code in AVS_POSTCODE_PASS:
+        return "pass"
+    if code in AVS_POSTCODE_FAIL:
+        return "fail"
+    return "unavailable"
 
 
 class CheckoutConnector:
@@ -140,6 +164,8 @@ class CheckoutConnector:
             source["cvv"] = card.cvv.reveal()
         if card.holder:
             source["name"] = card.holder
+        if card.postcode:
+            source["billing_address"] = {"zip": card.postcode}
         return source
 
     def _payment(
@@ -283,7 +309,8 @@ class CheckoutConnector:
     def parse_authorize(self, status: int, body: Any) -> PspResult:
         if status >= 300:
             return self._error(status, body)
-        return self._payment_result(status, as_dict(body))
+        answer = as_dict(body)
+        return replace(self._payment_result(status, answer), postcode_check=postcode_check(answer))
 
     def _parse_action(self, status: int, body: Any) -> PspResult:
         if status >= 300:

@@ -4,7 +4,7 @@ Its contract (the simulator in `transact.psp.simulator` serves it under `/sandbo
 
 * `POST /sandbox/payments` `{reference, amount, currency, capture, description?,
   interaction: ecommerce|moto, store?, card: {number, exp_month, exp_year, cvc?,
-  holder?}}` → `201` payment; with `store: true` an approved payment carries the
+  holder?, postcode?}}` → `201` payment; with `store: true` an approved payment carries the
   card's `token`. Charging a stored card is the same call with `{..., token,
   interaction: merchant_initiated}` instead of the card.
 * `POST /sandbox/payments/{id}/capture` `{amount}` → `200` payment
@@ -15,7 +15,9 @@ Its contract (the simulator in `transact.psp.simulator` serves it under `/sandbo
 * `GET /sandbox/payments?reference=R` → `200 {data: [payment, ...]}`
 
 A payment is `{id, reference, status: approved|declined|pending, decline_code?,
-message?, amount, currency, state, authorized, captured, refunded, action?, token?}`;
+message?, amount, currency, state, authorized, captured, refunded, action?, token?,
+postcode_check?}` (`postcode_check`: pass|fail|unavailable, the address check of the
+card's `postcode`; absent when none was sent);
 `decline_code` already uses our normalized names. Errors are
 `{"error": {"code", "message"}}`: `401`, `404`, `409` (same Idempotency-Key
 still running, or reused with another body), `422` (invalid request, amount or
@@ -29,6 +31,7 @@ answers, so "no payment under this reference" proves nothing was charged.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -40,6 +43,7 @@ from transact.psp.connectors.base import (
     Interaction,
     Order,
     Outcome,
+    PostcodeCheck,
     PspResult,
 )
 from transact.psp.connectors.common import (
@@ -53,7 +57,12 @@ from transact.psp.connectors.common import (
 )
 
 _DECLINE_CODES = {code.value: code for code in DeclineCode}
-_SCRUB = Scrubber(["number", "exp_month", "exp_year", "cvc", "holder"])
+_SCRUB = Scrubber(["number", "exp_month", "exp_year", "cvc", "holder", "postcode"])
+_POSTCODE_CHECKS: dict[str, PostcodeCheck] = {
+    "pass": "pass",
+    "fail": "fail",
+    "unavailable": "unavailable",
+}
 
 
 class SandboxConnector:
@@ -90,6 +99,8 @@ class SandboxConnector:
             body["cvc"] = card.cvv.reveal()
         if card.holder:
             body["holder"] = card.holder
+        if card.postcode:
+            body["postcode"] = card.postcode
         return body
 
     def _order(self, order: Order) -> dict[str, Any]:
@@ -228,7 +239,8 @@ class SandboxConnector:
 
     def parse_authorize(self, status: int, body: Any) -> PspResult:
         if 200 <= status < 300 and isinstance(body, dict):
-            return self._payment(status, body)
+            check = _POSTCODE_CHECKS.get(str(body.get("postcode_check")))
+            return replace(self._payment(status, body), postcode_check=check)
         return self._error(status, body) if status >= 300 else unexpected(status, "payment")
 
     def _modification(self, status: int, body: Any) -> PspResult:

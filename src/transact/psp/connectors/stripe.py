@@ -26,6 +26,13 @@
 
 Declines come as `402` with `error.type=card_error`: `error.decline_code` names the
 issuer's reason when there is one, else `error.code` does.
+
+Billing postcode (AVS): a card's postcode goes as
+`payment_method_data[billing_details][address][postal_code]` (`billing_details[address]
+[postal_code]` when tokenizing). The issuer's verdict is on the Charge, not the
+PaymentIntent: the authorization asks `expand[]=latest_charge` and reads
+`latest_charge.payment_method_details.card.checks.address_postal_code_check`
+(`pass` / `fail` / `unavailable` / `unchecked`; null when no postcode went).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from transact.psp.connectors.base import (
     Interaction,
     Order,
     Outcome,
+    PostcodeCheck,
     PspResult,
 )
 from transact.psp.connectors.common import (
@@ -95,7 +103,15 @@ ERROR_CODES: Mapping[str, DeclineCode] = {
 # PaymentIntent states after which money is held or moved, or may yet be.
 _CHARGED = frozenset({"succeeded", "requires_capture", "processing", "requires_action"})
 
-_SCRUB = Scrubber(["number", "exp_month", "exp_year", "cvc", "name"])
+_SCRUB = Scrubber(["number", "exp_month", "exp_year", "cvc", "name", "postal_code"])
+
+# `address_postal_code_check` as we name it; "unchecked" is Stripe's "not checked".
+POSTCODE_CHECKS: Mapping[str, PostcodeCheck] = {
+    "pass": "pass",
+    "fail": "fail",
+    "unavailable": "unavailable",
+    "unchecked": "unavailable",
+}
 
 
 def decline_code(error: Mapping[str, Any]) -> DeclineCode:
@@ -105,6 +121,15 @@ def decline_code(error: Mapping[str, Any]) -> DeclineCode:
         if isinstance(value, str) and value in table:
             return table[value]
     return DeclineCode.CARD_DECLINED
+
+
+def postcode_check(intent: Mapping[str, Any]) -> PostcodeCheck | None:
+    """The postcode check of an intent's charge, when the charge came expanded."""
+    charge = as_dict(intent.get("latest_charge"))
+    card = as_dict(as_dict(charge.get("payment_method_details")).get("card"))
+    checks = as_dict(card.get("checks"))
+    value = checks.get("address_postal_code_check")
+    return POSTCODE_CHECKS.get(value) if isinstance(value, str) else None
 
 
 def split_token(token: str) -> tuple[str | None, str]:
@@ -175,6 +200,8 @@ class StripeConnector:
         form |= self._card_form("payment_method_data[card]", card)
         if card.holder:
             form["payment_method_data[billing_details][name]"] = card.holder
+        if card.postcode:
+            form["payment_method_data[billing_details][address][postal_code]"] = card.postcode
         return form
 
     def _intent_form(self, order: Order) -> dict[str, str]:
@@ -205,6 +232,9 @@ class StripeConnector:
         # `order.store` is met after the payment (tokenize, then keep_token_call): a
         # PaymentIntent saves its card only for a Customer that already exists.
         form |= self._payment_method(order.card)
+        if order.card.postcode:
+            # The address check's verdict lives on the charge: have it in the answer.
+            form["expand[0]"] = "latest_charge"
         return self._post("/v1/payment_intents", form, order.idempotency_key)
 
     def charge_token_call(self, order: Order) -> HttpCall:
@@ -253,6 +283,8 @@ class StripeConnector:
         form |= self._card_form("card", card)
         if card.holder:
             form["billing_details[name]"] = card.holder
+        if card.postcode:
+            form["billing_details[address][postal_code]"] = card.postcode
         return self._post("/v1/payment_methods", form, idempotency_key)
 
     def keep_token_call(self, token: str, reference: str, idempotency_key: str) -> HttpCall | None:
@@ -352,10 +384,12 @@ class StripeConnector:
 
     def parse_authorize(self, status: int, body: Any) -> PspResult:
         if status >= 300:
-            return self._error(status, body)
+            # A decline carries the intent, and with it the charge's checks.
+            intent = as_dict(as_dict(as_dict(body).get("error")).get("payment_intent"))
+            return replace(self._error(status, body), postcode_check=postcode_check(intent))
         if as_dict(body).get("object") != "payment_intent":
             return unexpected(status, "payment intent")
-        return self._intent(status, body)
+        return replace(self._intent(status, body), postcode_check=postcode_check(body))
 
     def parse_capture(self, status: int, body: Any) -> PspResult:
         if status >= 300:

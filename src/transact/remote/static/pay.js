@@ -98,9 +98,17 @@
     return { complete: true, message: "" };
   }
 
+  // The server's rule (billing_postcode): trimmed, upper case, single spaces; 3-10
+  // letters, digits, spaces or hyphens, with a letter or digit at each end.
+  var POSTCODE = /^[A-Z0-9](?:[A-Z0-9 -]*[A-Z0-9])?$/;
+
   function checkPostcode(value) {
-    var text = (value || "").trim();
+    var text = (value || "").trim().replace(/\s+/g, " ").toUpperCase();
     if (!text) { return { complete: false, message: "Enter your billing postcode." }; }
+    if (text.length < 3 || text.length > 10 || !POSTCODE.test(text)) {
+      return { complete: text.length >= 3,
+               message: "Enter a postcode of 3 to 10 letters, numbers, spaces or hyphens." };
+    }
     return { complete: true, message: "" };
   }
 
