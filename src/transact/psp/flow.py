@@ -117,6 +117,14 @@ def action_url(action: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+def _summary(connector: str, result: PspResult, latency_ms: int) -> AttemptSummary:
+    """An attempt as its row will record it (see `_end_attempts`)."""
+    code = result.decline_code.value if result.decline_code else None
+    return AttemptSummary(
+        connector=connector, outcome=result.outcome.value, latency_ms=latency_ms, decline_code=code
+    )
+
+
 def card_from_vault(raw: bytes) -> Card:
     """The vault's card payload (see `PaymentRequested`) as the connectors' `Card`."""
     try:
@@ -408,11 +416,16 @@ class Psp:
         )
         unrecorded: list[_Ended] = []
         tried = 1
+        # What the attempt rows will say, so the outcome need not read them back; None
+        # once a status query is involved (it may change what a row says).
+        summaries: list[AttemptSummary] | None = []
         while True:
             keyed = dataclasses.replace(order, idempotency_key=key)
             call = connector.authorize_call(keyed)
             result, latency, body = await self._call(connector, call, connector.parse_authorize)
             unrecorded.append(_Ended(seq, result, latency, self._transcript(connector, call, body)))
+            if summaries is not None:
+                summaries.append(_summary(connector.name, result, latency))
             last: PspResult = result
             next_step = domain.after_attempt(result)
             # A timeout or refusal counts against the PSP; our own invalid request does not.
@@ -421,6 +434,7 @@ class Psp:
                 next_step is domain.Next.DONE or result.decline_code is DeclineCode.INVALID_REQUEST,
             )
             if next_step is domain.Next.ASK_STATUS:
+                summaries = None
                 # No answer at all (a timeout, a dropped connection): the PSP may still be
                 # working on the charge, so "not found" now would prove nothing.
                 known = await self._ask_status(
@@ -465,6 +479,7 @@ class Psp:
             kept=kept,
             ended=unrecorded,
             attempts=tried,
+            tried=summaries,
         )
 
     async def _next_route(
@@ -658,10 +673,12 @@ class Psp:
         card_id: str | None = None,
         ended: list[_Ended] | None = None,
         attempts: int | None = None,
+        tried: list[AttemptSummary] | None = None,
     ) -> None:
         """Store the outcome and publish it, once. `kept`: a card to store with an approval;
         `card_id`: the stored card the payment was charged to; `ended`: attempt results
-        not written yet, written in the same transaction."""
+        not written yet, written in the same transaction; `tried`: every authorization
+        attempt of the payment, when the caller knows them."""
         async with self.kernel.db.transaction() as session:
             if ended:
                 await self._end_attempts(session, payment_id, ended)
@@ -677,6 +694,7 @@ class Psp:
                 kept=kept,
                 card_id=card_id,
                 attempts=attempts,
+                tried=tried,
             )
         self.kernel.relay.notify()
 
@@ -691,9 +709,10 @@ class Psp:
         kept: KeptCard | None = None,
         card_id: str | None = None,
         attempts: int | None = None,
+        tried: list[AttemptSummary] | None = None,
     ) -> None:
         """`_finish` in the caller's transaction, `payment` read (locked) in it.
-        `attempts`: the authorization attempts made, when the caller knows."""
+        `attempts`, `tried`: the authorization attempts made, when the caller knows."""
         payment_id = payment.id
         if payment.status != domain.PaymentStatus.SUBMITTED:
             return
@@ -711,7 +730,7 @@ class Psp:
             "tenant_id": payment.tenant_id,
             "correlation_id": payment_id,
             "stored_card_id": card_id,
-            **await self._reported(session, payment),
+            **await self._reported(session, payment, tried),
         }
         if result.outcome is Outcome.PENDING:
             await self._pending(session, payment, result, connector, attempts)
@@ -751,10 +770,14 @@ class Psp:
         )
 
     @staticmethod
-    async def _reported(session: Any, payment: store.Payment) -> dict[str, Any]:
-        """What reporting aggregates an outcome by: the payment's facts and its attempts."""
-        summary = await store.authorize_summary(session, payment.id)
-        tried = [AttemptSummary(**attempt) for attempt in summary]
+    async def _reported(
+        session: Any, payment: store.Payment, tried: list[AttemptSummary] | None
+    ) -> dict[str, Any]:
+        """What reporting aggregates an outcome by: the payment's facts and its attempts
+        (read from their rows unless given)."""
+        if tried is None:
+            summary = await store.authorize_summary(session, payment.id)
+            tried = [AttemptSummary(**attempt) for attempt in summary]
         timed = [t.latency_ms for t in tried if t.latency_ms is not None]
         return {
             "amount": payment.amount,
