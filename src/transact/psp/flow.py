@@ -72,7 +72,7 @@ from transact.psp.connectors.base import (
     PspResult,
     interaction_for,
 )
-from transact.psp.connectors.http import send
+from transact.psp.connectors.http import InProcess, send
 from transact.psp.metrics import psp_metrics
 
 log = structlog.get_logger("transact.psp")
@@ -178,7 +178,7 @@ class Setup:
 class Psp:
     def __init__(self, kernel: Kernel, sandbox_app: Any = None) -> None:
         self.kernel = kernel
-        self._sandbox_app = sandbox_app
+        self._in_process = InProcess(sandbox_app) if sandbox_app is not None else None
         self._clients: dict[str, httpx.AsyncClient] = {}
         self.breaker = domain.BreakerPolicy()
         # Told how long each PSP call took (the benchmark separates PSP time from ours).
@@ -187,17 +187,13 @@ class Psp:
 
     # --- plumbing ----------------------------------------------------------------------
 
-    def _client(self, base_url: str) -> httpx.AsyncClient:
+    def _client(self, base_url: str) -> httpx.AsyncClient | InProcess:
+        if base_url == DEFAULT_BASE_URLS["sandbox"] and self._in_process is not None:
+            # The embedded default: the simulator answers in-process, no socket.
+            return self._in_process
         client = self._clients.get(base_url)
         if client is None:
-            if base_url == DEFAULT_BASE_URLS["sandbox"] and self._sandbox_app is not None:
-                # The embedded default: the simulator answers in-process, no socket.
-                transport: httpx.AsyncBaseTransport = httpx.ASGITransport(app=self._sandbox_app)
-                client = httpx.AsyncClient(transport=transport, base_url=base_url)
-            else:
-                client = httpx.AsyncClient(
-                    base_url=base_url, timeout=httpx.Timeout(10.0, connect=2.0)
-                )
+            client = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(10.0, connect=2.0))
             self._clients[base_url] = client
         return client
 
@@ -302,7 +298,7 @@ class Psp:
         """Send one call; transport failures become results that say whether we charged."""
         started = time.perf_counter()
         try:
-            # ASGITransport (the in-process sandbox) has no timeouts of its own.
+            # The in-process sandbox (no socket) has no timeouts of its own.
             async with asyncio.timeout(CALL_TIMEOUT):
                 status, body = await send(self._client(connector.base_url), connector, call)
         except _NOT_SENT as exc:

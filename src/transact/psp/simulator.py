@@ -1,9 +1,9 @@
 """A PSP simulator: the parts of Stripe, Adyen, Checkout.com and the sandbox API that
 the connectors use, on their real paths, with state in memory and injectable faults.
 
-`create_simulator_app()` returns a plain ASGI app. It runs in-process behind
-`httpx.ASGITransport` (the embedded default routes the sandbox there) or under
-uvicorn (`transact psp-sim`, the contract tests).
+`create_simulator_app()` returns a plain ASGI app. It runs in-process, called
+directly (the embedded sandbox, `connectors.http.InProcess`) or behind
+`httpx.ASGITransport`, or under uvicorn (`transact psp-sim`, the contract tests).
 
 Paths: Stripe `/v1/...`, Adyen `/v71/...`, Checkout.com `/payments...`, the sandbox
 `/sandbox/...` (its contract is in `connectors/sandbox.py`). Adyen's
@@ -51,7 +51,7 @@ path?}` (path is a prefix), where each directive is one of:
   recorded, and the idempotency record holds the real answer), then answer
   with that status, hold, or drop the connection instead.
 
-In-process (`httpx.ASGITransport` has no socket and no timeouts) a reset
+In-process (no socket and no timeouts) a reset
 raises `httpx.RemoteProtocolError` and a timeout raises `httpx.ReadTimeout` at
 once, which is what a client on a socket would see; `latency` still sleeps, so
 the caller's own `asyncio.timeout` is what bounds it.
