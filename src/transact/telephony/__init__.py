@@ -22,12 +22,12 @@ def build(kernel: Kernel) -> Service:
     from transact.telephony.api import build_router
     from transact.telephony.bridge import Metrics, Switchboard
     from transact.telephony.clips import ClipStore
-    from transact.telephony.masking import LegDsp
+    from transact.telephony.masking import DspPool
 
     board = Switchboard(
         kernel.vault,
         kernel.bus.publish,
-        LegDsp,
+        DspPool().lease,  # every leg's DSP in shared arrays: frames of a loop turn in one pass
         Metrics(kernel.metrics),
         pair_timeout=kernel.settings.media_pair_timeout,
     )

@@ -202,11 +202,11 @@ def bench_dtmf(seconds: float = 10.0) -> dict[str, Any]:
         "single_detector": measure_single(20, seconds, DtmfDetector),
         "masking_delay_ms": DELAY_SAMPLES * 1000 / SAMPLE_RATE,
         "audio_seconds_per_stream": seconds,
-        "setup": _setup(),
+        "setup": setup(),
     }
 
 
-def _setup() -> dict[str, Any]:
+def setup() -> dict[str, Any]:
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     return {
         "cpus": len(cpus),

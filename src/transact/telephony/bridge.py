@@ -9,7 +9,10 @@ In secure speech mode (a capture the customer speaks) the agent hears comfort no
 place of the customer, never their voice; the customer's audio, with the keys they
 press, goes to voice in sealed 200 ms chunks (`voice.audio`), and the keys voice hears
 come back (`voice.keys`) to be numbered with the call's keypad keys and published as
-`call.keypad`: one numbering per call, whoever heard the keys.
+`call.keypad`: one numbering per call, whoever heard the keys. For a tenant that
+transcribes calls (voice says so, `voice.transcribe`) the customer's audio goes to voice
+the same way outside secure mode, in `free` mode and without keys; it pauses during
+every capture.
 
 A self-service call (customParameters.ivr) has no agent leg: its keys outside secure
 mode go sealed to the flow driving it (`call.ivr_key`), and it plays the prompts the
@@ -66,6 +69,7 @@ from transact.kernel.vault import Vault
 from transact.telephony import domain, tones
 from transact.telephony.audio import FRAME_SAMPLES, SAMPLE_RATE, ulaw_decode, ulaw_encode
 from transact.telephony.dtmf import KeyEvent
+from transact.telephony.masking import PooledDsp
 
 log = structlog.get_logger("transact.telephony")
 
@@ -172,6 +176,9 @@ class Call:
     voice_seq: int = 0
     voice_audio: bytearray = field(default_factory=bytearray)
     voice_keys: str = ""
+    # The tenant transcribes calls (voice asked, `voice.transcribe`): the customer's audio
+    # goes to voice in free mode, numbered with the speech chunks, whenever not secure.
+    transcribe: bool = False
     keys_epoch: str | None = None
     keys_order: InOrder[VoiceKeys] = field(default_factory=InOrder)
     retired_epochs: list[str] = field(default_factory=list)
@@ -208,6 +215,8 @@ class Switchboard:
         self.metrics = metrics
         self.pair_timeout = pair_timeout
         self.calls: dict[tuple[str, str], Call] = {}
+        # Looked up once: `labels()` per frame costs as much as the rest of the metrics.
+        self._frame_seconds = {kind: metrics.frames.labels(kind) for kind in ("customer", "agent")}
 
     def find(self, tenant_id: str, call_id: str) -> Call | None:
         return self.calls.get((tenant_id, call_id))
@@ -293,6 +302,7 @@ class Switchboard:
             await self.end(call, "hangup" if clean else "error", close_reason="call ended")
         elif leg is call.agent:
             call.agent = None
+            _retire(leg.dsp)
             self.metrics.legs.labels("agent").dec()
             if call.customer is None:
                 self._forget(call)
@@ -308,6 +318,7 @@ class Switchboard:
         self._forget(call)
         for leg in (call.customer, call.agent):
             if leg is not None:
+                _retire(leg.dsp)
                 self.metrics.legs.labels(leg.kind).dec()
                 await _close_quietly(leg.socket, 1000, close_reason)
         if call.customer is not None:
@@ -327,12 +338,14 @@ class Switchboard:
     async def media(self, call: Call, leg: Leg, audio: bytes) -> None:
         started = time.perf_counter()
         pcm = ulaw_decode(audio)
-        heard, keys = self._run_dsp(leg, pcm)
+        heard, keys = await self._run_dsp(leg, pcm)
         leg.samples += len(pcm)
         if leg is call.customer and self.speaking(call):
             # The agent hears comfort noise, not the customer; voice hears the customer.
             await self._stream(call, heard)
             heard = tones.comfort_noise(len(heard), call.noise)
+        elif leg is call.customer and self.transcribing(call):
+            await self._stream(call, heard)  # what the agent hears too: tones masked
         for key in keys:
             # When it was recognised, not when the tone began: the platform's own report
             # of the press comes around the key's release.
@@ -350,18 +363,27 @@ class Switchboard:
             await _send_quietly(
                 partner.socket, domain.media_message(partner.stream_sid, ulaw_encode(heard))
             )
-        self.metrics.frames.labels(leg.kind).observe(time.perf_counter() - started)
+        self._frame_seconds[leg.kind].observe(time.perf_counter() - started)
 
-    def _run_dsp(self, leg: Leg, pcm: np.ndarray) -> tuple[np.ndarray, list[KeyEvent]]:
+    async def _run_dsp(self, leg: Leg, pcm: np.ndarray) -> tuple[np.ndarray, list[KeyEvent]]:
+        dsp = leg.dsp
         try:
-            return leg.dsp.process(pcm)
+            if isinstance(dsp, PooledDsp):
+                # Shares one numpy pass with the other legs' frames of this loop turn.
+                return await dsp.process_soon(pcm)
+            return dsp.process(pcm)
         except Exception as exc:
             # Fail closed: the partner hears silence, never the raw tones. A fresh DSP
             # takes over from the next frame.
             self.metrics.masker_failures.inc()
             log.error("telephony.masker_failed", leg=leg.kind, error=type(exc).__name__)
-            leg.dsp = self._dsp_factory()
+            if leg.dsp is dsp:
+                self._replace_dsp(leg)
             return np.zeros(len(pcm), dtype=np.int16), []
+
+    def _replace_dsp(self, leg: Leg) -> None:
+        _retire(leg.dsp)
+        leg.dsp = self._dsp_factory()
 
     async def out_of_band_key(self, call: Call, leg: Leg, digit: str) -> None:
         if leg.merger.accept(digit, "outband", leg.now_ms):
@@ -433,6 +455,12 @@ class Switchboard:
     def speaking(call: Call) -> bool:
         return call.secure and call.input == "speech" and call.capture_id is not None
 
+    @staticmethod
+    def transcribing(call: Call) -> bool:
+        """The tenant's call transcription hears the customer: never while secure (card
+        entry is never transcribed, whether keyed or spoken)."""
+        return call.transcribe and not call.secure
+
     async def _stream(self, call: Call, heard: np.ndarray) -> None:
         call.voice_audio += ulaw_encode(heard)
         while len(call.voice_audio) >= CHUNK_BYTES:
@@ -443,6 +471,9 @@ class Switchboard:
         del call.voice_audio[:CHUNK_BYTES]
         keys, call.voice_keys = call.voice_keys, ""
         call.voice_seq += 1
+        # A speech capture's digits, or the call's transcription outside captures (free:
+        # no capture, and no keys: keys outside secure mode are dropped, never sent).
+        capture_id = call.capture_id if self.speaking(call) else None
         sealed = self._vault.seal(
             call.tenant_id,
             pack_chunk(keys, audio),
@@ -454,10 +485,10 @@ class Switchboard:
                 call_id=call.call_id,
                 seq=call.voice_seq,
                 sealed=base64.b64encode(sealed).decode(),
-                mode="digits",
-                capture_id=call.capture_id,
+                mode="digits" if capture_id else "free",
+                capture_id=capture_id,
                 last=last,
-                correlation_id=call.capture_id,
+                correlation_id=capture_id or call.call_id,
             )
         )
 
@@ -465,6 +496,16 @@ class Switchboard:
         """Audio and keys not yet sent belong to a capture that is over: gone, unsent."""
         call.voice_audio.clear()
         call.voice_keys = ""
+
+    async def transcribe(self, tenant_id: str, call_id: str, on: bool) -> None:
+        """Voice asks for the call's audio outside secure mode (its tenant transcribes
+        calls), or no more of it. Idempotent: a repeat changes nothing."""
+        call = self.find(tenant_id, call_id)
+        if call is None or call.customer is None or call.ended or call.transcribe == on:
+            return
+        if not on and self.transcribing(call):
+            await self._send_chunk(call, last=True)  # voice finishes what it heard
+        call.transcribe = on
 
     async def speech_keys(self, message: VoiceKeys) -> None:
         """Keys voice heard: in voice's order, once, numbered with the call's keypad keys."""
@@ -615,7 +656,7 @@ class Switchboard:
                 return
             # The masker's look-ahead still holds the last moments of the handover (the
             # read-back, keys): a fresh one starts the agent on the customer's next word.
-            call.customer.dsp = self._dsp_factory()
+            self._replace_dsp(call.customer)
             log.info("telephony.handed_back", call_id=call_id)
         elif call.handover is None and call.ivr is not None:
             # A self-service flow that sends the caller on to an agent: the call waits
@@ -662,6 +703,10 @@ class Switchboard:
                 # Back to the keypad mid-capture: voice finishes what it has heard.
                 await self._send_chunk(call, last=True)
             self._drop_speech(call)
+        elif on and self.transcribing(call):
+            # A capture begins: the call's transcription pauses until it ends, and voice
+            # finishes the utterance it was hearing (all of it from before the capture).
+            await self._send_chunk(call, last=True)
         call.secure = on
         call.capture_id = capture_id if on else None
         call.input = mode
@@ -702,6 +747,12 @@ class Switchboard:
     async def close_all(self) -> None:
         for call in list(self.calls.values()):
             await self.end(call, "error", close_reason="service shutting down")
+
+
+def _retire(dsp: Dsp) -> None:
+    """A DSP no leg uses any more: a pooled one gives its slot back at once."""
+    if isinstance(dsp, PooledDsp):
+        dsp.close()
 
 
 async def _send_quietly(socket: Socket, text: str) -> None:

@@ -6,12 +6,12 @@ Nothing here does I/O; the media plane (`bridge.py`) and the WebSocket routes
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
 import secrets
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final, Literal
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
@@ -157,7 +157,9 @@ def _media(data: dict[str, Any]) -> Media:
     if not isinstance(payload, str):
         raise ProtocolError("media.payload is missing")
     try:
-        audio = base64.b64decode(payload, validate=True)
+        # What b64decode(payload, validate=True) does, without its wrappers (50 a second
+        # per leg).
+        audio = binascii.a2b_base64(payload, strict_mode=True)
     except (binascii.Error, ValueError):
         raise ProtocolError("media.payload is not base64") from None
     return Media(audio, _optional_int(media.get("chunk")), _optional_int(media.get("timestamp")))
@@ -171,7 +173,17 @@ def _optional_int(value: Any) -> int | None:
 
 
 def media_message(stream_sid: str, audio: bytes) -> str:
-    return json.dumps({"event": "media", "streamSid": stream_sid, "media": {"payload": b64(audio)}})
+    # Every leg sends one every 20 ms: formatted, not built by json.dumps (the same text;
+    # base64 needs no escaping).
+    return (
+        f'{{"event": "media", "streamSid": {_json_string(stream_sid)}, '
+        f'"media": {{"payload": "{b64(audio)}"}}}}'
+    )
+
+
+@lru_cache(maxsize=4096)
+def _json_string(text: str) -> str:
+    return json.dumps(text)
 
 
 def mark_message(stream_sid: str, name: str) -> str:
@@ -183,7 +195,7 @@ def clear_message(stream_sid: str) -> str:
 
 
 def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 # --- ordering --------------------------------------------------------------------------

@@ -153,6 +153,12 @@ class _FilterBank:
 
     def analyse(self, signal: Floats, hops: int) -> Analysis:
         """Judge the `hops` windows ending at each hop of the last `hops * hop` samples."""
+        analysis, self._previous = self.judge(signal, hops, self._previous)
+        return analysis
+
+    def judge(self, signal: Floats, hops: int, previous: Complexes) -> tuple[Analysis, Complexes]:
+        """`analyse` for streams whose state the caller keeps: `previous` holds each
+        stream's last bins from its previous call; returns the bins to keep for the next."""
         streams = signal.shape[0]
         item = signal.strides[1]
         windows = as_strided(
@@ -172,8 +178,7 @@ class _FilterBank:
         gate = (np.minimum(row_top, col_top) >= self._gate_power) & (
             row_top + col_top >= self._gate_share * energy
         )
-        previous = self._previous
-        self._previous = bins[hops - 1 :: hops, :8].copy()
+        last = bins[hops - 1 :: hops, :8].copy()
         keys = np.full(streams * hops, -1, dtype=np.int8)
         suspect = np.zeros(streams * hops, dtype=np.bool_)
         picked = np.flatnonzero(gate)
@@ -185,7 +190,7 @@ class _FilterBank:
             keys[picked], suspect[picked] = self._judge(
                 bins[picked], earlier, power[picked], energy[picked]
             )
-        return Analysis(keys.reshape(streams, hops), suspect.reshape(streams, hops))
+        return Analysis(keys.reshape(streams, hops), suspect.reshape(streams, hops)), last
 
     def _energy(self, signal: Floats, flat: Floats, hops: int) -> Floats:
         """Hann-weighted energy of each window. For the usual few hops per call, squaring
@@ -447,52 +452,89 @@ class _Tracker:
     def reset(self, stream: int) -> None:
         self.state[stream] = _IDLE
 
+    def grow(self, streams: int) -> None:
+        """Room for `streams` streams; the new ones start idle."""
+        extra = streams - len(self.state)
+        self.state = np.concatenate([self.state, np.full(extra, _IDLE, dtype=np.int16)])
+        self.first = np.concatenate([self.first, np.zeros(extra, dtype=np.int64)])
+
     def advance(self, keys: npt.NDArray[np.int8], clock: int) -> list[tuple[int, int, int]]:
         """Feed each stream's hops (keys shaped (streams, hops); `clock` = samples before
         them); returns (stream, key, end of its first window) for each accepted key."""
         busy = np.flatnonzero((keys >= 0).any(axis=1) | (self.state != _IDLE))
         if not busy.size:
             return []
-        if busy.size <= self.SCALAR_LIMIT:
-            return self._advance_scalar(busy, keys, clock)
-        return self._advance_vector(busy, keys, clock)
+        return self._step(busy, busy, keys, clock)
+
+    def advance_rows(
+        self, streams: Indices, keys: npt.NDArray[np.int8], clocks: npt.NDArray[np.int64]
+    ) -> list[tuple[int, int, int]]:
+        """`advance` for some streams only, each on its own clock: row i of `keys` (and
+        `clocks[i]`) belongs to stream `streams[i]`; returns (row, key, end of its first
+        window) for each accepted key."""
+        busy = np.flatnonzero((keys >= 0).any(axis=1) | (self.state[streams] != _IDLE))
+        if not busy.size:
+            return []
+        return self._step(busy, streams[busy], keys, clocks[busy])
+
+    def _step(
+        self,
+        rows: Indices,
+        streams: Indices,
+        keys: npt.NDArray[np.int8],
+        clock: int | npt.NDArray[np.int64],
+    ) -> list[tuple[int, int, int]]:
+        """Rows `rows` of `keys` for streams `streams` (one clock for all, or one per row)."""
+        if rows.size <= self.SCALAR_LIMIT:
+            return self._advance_scalar(rows, streams, keys, clock)
+        return self._advance_vector(rows, streams, keys, clock)
 
     def _advance_scalar(
-        self, busy: Indices, keys: npt.NDArray[np.int8], clock: int
+        self,
+        rows: Indices,
+        streams: Indices,
+        keys: npt.NDArray[np.int8],
+        clock: int | npt.NDArray[np.int64],
     ) -> list[tuple[int, int, int]]:
         accepted: list[tuple[int, int, int]] = []
-        for stream in busy.tolist():
+        clocks = [clock] * len(rows) if isinstance(clock, int) else clock.tolist()
+        for row, stream, base in zip(rows.tolist(), streams.tolist(), clocks, strict=True):
             state, first = int(self.state[stream]), int(self.first[stream])
-            for hop, seen in enumerate(keys[stream].tolist()):
+            for hop, seen in enumerate(keys[row].tolist()):
                 at = state * _INPUTS + seen + 1
                 state = self._following[at]
                 if self._fresh[at]:
-                    first = clock + (hop + 1) * self.hop
+                    first = base + (hop + 1) * self.hop
                 if self._accepted[at]:
-                    accepted.append((stream, int(self._tables.key[state]), first))
+                    accepted.append((row, int(self._tables.key[state]), first))
             self.state[stream], self.first[stream] = state, first
         return accepted
 
     def _advance_vector(
-        self, busy: Indices, keys: npt.NDArray[np.int8], clock: int
+        self,
+        rows: Indices,
+        streams: Indices,
+        keys: npt.NDArray[np.int8],
+        clock: int | npt.NDArray[np.int64],
     ) -> list[tuple[int, int, int]]:
         accepted: list[tuple[int, int, int]] = []
-        state = self.state[busy].astype(np.intp)
-        first = self.first[busy]
-        seen = keys[busy].astype(np.intp) + 1
+        state = self.state[streams].astype(np.intp)
+        first = self.first[streams]
+        seen = keys[rows].astype(np.intp) + 1
         for hop in range(keys.shape[1]):
             at = state * _INPUTS + seen[:, hop]
             state = self._tables.following[at].astype(np.intp)
             fresh = self._tables.fresh[at]
             if fresh.any():
-                first[fresh] = clock + (hop + 1) * self.hop
+                base = clock if isinstance(clock, int) else clock[fresh]
+                first[fresh] = base + (hop + 1) * self.hop
             took = self._tables.accepted[at]
             if took.any():
                 for index in np.flatnonzero(took).tolist():
                     key = int(self._tables.key[state[index]])
-                    accepted.append((int(busy[index]), key, int(first[index])))
-        self.state[busy] = state
-        self.first[busy] = first
+                    accepted.append((int(rows[index]), key, int(first[index])))
+        self.state[streams] = state
+        self.first[streams] = first
         return accepted
 
 
@@ -553,6 +595,82 @@ class DetectorBank:
             events[stream].append(KeyEvent(KEYS[key], start, None))
         self._clock += length
         return events, analysis
+
+
+class DetectorSlots:
+    """DTMF detection for streams fed independently: each stream has a slot with its own
+    clock, and `analyse(slots, frames)` feeds only the streams in `slots`, in one pass.
+    The decisions for a stream are those of a `DtmfDetector` fed the same audio, whoever
+    else shares the pass: every step works row by row, and a pass of one stream is
+    padded to two so BLAS takes the same (matrix-matrix) path for it as for many."""
+
+    def __init__(self, capacity: int, sample_rate: int = SAMPLE_RATE) -> None:
+        if capacity < 1:
+            raise ValueError("a pool needs at least one slot")
+        if sample_rate % 200:
+            raise ValueError("the sample rate must be a multiple of 200 Hz (5 ms hops)")
+        self.capacity = capacity
+        self.sample_rate = sample_rate
+        self._filters = _FilterBank(1, sample_rate)
+        self.hop = self._filters.hop
+        self.window = self._filters.window
+        self._tracker = _Tracker(capacity, self.hop)
+        self._history = np.zeros((capacity, self.window - self.hop), dtype=np.float32)
+        self._previous = np.zeros((capacity, len(FREQS)), dtype=np.complex64)
+        self.clock = np.zeros(capacity, dtype=np.int64)  # samples fed to each slot
+        self._start_lag = self.window - self.window // 8
+
+    def grow(self, capacity: int) -> None:
+        """Room for `capacity` slots; the new ones start afresh."""
+        extra = capacity - self.capacity
+        if extra <= 0:
+            return
+        self._tracker.grow(capacity)
+        self._history = np.concatenate(
+            [self._history, np.zeros((extra, self._history.shape[1]), dtype=np.float32)]
+        )
+        self._previous = np.concatenate(
+            [self._previous, np.zeros((extra, len(FREQS)), dtype=np.complex64)]
+        )
+        self.clock = np.concatenate([self.clock, np.zeros(extra, dtype=np.int64)])
+        self.capacity = capacity
+
+    def reset(self, slot: int) -> None:
+        """Start `slot` afresh (a new stream); its sample indices restart at 0."""
+        self._tracker.reset(slot)
+        self._history[slot] = 0
+        self._previous[slot] = 0
+        self.clock[slot] = 0
+
+    def analyse(
+        self, slots: Indices, frames: npt.NDArray[np.int16]
+    ) -> tuple[dict[int, list[KeyEvent]], Analysis]:
+        """Feed row i of `frames` (shaped (len(slots), n), n a multiple of the hop) to
+        stream `slots[i]`; `slots` must be distinct. The keys newly accepted, by row (only
+        rows that have some: most frames have none), and the per-hop verdicts."""
+        rows, length = frames.shape
+        if rows != len(slots) or length % self.hop or not length:
+            raise ValueError(f"frames must be shaped ({len(slots)}, n), n a multiple of {self.hop}")
+        if rows > 1 and np.unique(slots).size != rows:
+            raise ValueError("a slot can be fed only once per pass")
+        keep = self._history.shape[1]
+        padded = max(rows, 2)
+        signal = np.zeros((padded, keep + length), dtype=np.float32)
+        signal[:rows, :keep] = self._history[slots]
+        signal[:rows, keep:] = frames
+        previous = np.zeros((padded, len(FREQS)), dtype=np.complex64)
+        previous[:rows] = self._previous[slots]
+        analysis, last = self._filters.judge(signal, length // self.hop, previous)
+        verdicts = Analysis(analysis.keys[:rows], analysis.suspect[:rows])
+        self._history[slots] = signal[:rows, length:]
+        self._previous[slots] = last[:rows]
+        clocks = self.clock[slots]
+        events: dict[int, list[KeyEvent]] = {}
+        for row, key, first in self._tracker.advance_rows(slots, verdicts.keys, clocks):
+            found = KeyEvent(KEYS[key], max(0, first - self._start_lag), None)
+            events.setdefault(row, []).append(found)
+        self.clock[slots] = clocks + length
+        return events, verdicts
 
 
 class DtmfDetector:
