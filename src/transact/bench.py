@@ -27,6 +27,7 @@ from transact import psp
 from transact.contracts import Message
 from transact.contracts.payments import PaymentRequested
 from transact.kernel import Kernel
+from transact.kernel.core import settle_heap
 from transact.kernel.http import create_app
 from transact.kernel.settings import load_settings
 from transact.psp import Psp
@@ -152,6 +153,7 @@ async def bench_payments(connector: str, concurrency: int, seconds: float) -> di
         async with app.router.lifespan_context(app):
             server = await _route_to_simulator(kernel) if connector == "sim" else None
             service.observe_call = load.observe
+            settle_heap()  # as a serving process does before it serves
             await load.run()
             if server is not None:
                 server.should_exit = True

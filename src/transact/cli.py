@@ -42,6 +42,7 @@ def _serve(settings: Settings, names: list[str] | None, banner: list[str]) -> No
     import uvicorn
 
     from transact import runtime
+    from transact.kernel.core import settle_heap
     from transact.kernel.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_json)
@@ -59,6 +60,7 @@ def _serve(settings: Settings, names: list[str] | None, banner: list[str]) -> No
         server_header=False,
         ws="websockets-sansio",
     )
+    settle_heap()
     uvicorn.Server(config).run()
 
 

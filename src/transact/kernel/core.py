@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 
 import structlog
@@ -102,6 +103,16 @@ class Kernel:
             await self.vault_store.close()
         await self.db.close()
         self.started = False
+
+
+def settle_heap() -> None:
+    """Leave what start-up built (modules, models, tables) out of every later garbage
+    collection: a full collection otherwise walks all of it again, and under the media
+    load of hundreds of calls that took 55-72 ms twice a second, a pause every frame
+    in flight then waits out. For a serving process, once, before it serves (what is
+    frozen is never collected, so not for a process that builds many kernels)."""
+    gc.collect()
+    gc.freeze()
 
 
 def count_dead_letters(bus: Bus, metrics: CollectorRegistry) -> None:
