@@ -1,14 +1,17 @@
-"""The Kubernetes manifests in deploy/k8s hang together: parsed as YAML and checked for
-the structure the topology needs. Not a schema validation (kubeconform and a cluster's
-`kubectl --dry-run=server` are not available offline here) and not a deployment."""
+"""The Kubernetes manifests in deploy/k8s hang together: every object validates, strictly
+(no unknown field), against the Kubernetes API's own JSON schemas (`kubernetes-validate`,
+offline), and the structure the topology needs is there. Not a deployment: no cluster
+has run them."""
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml  # type: ignore[import-untyped]
 
@@ -60,6 +63,29 @@ def test_every_document_is_a_kubernetes_object() -> None:
     for doc in documents():
         assert {"apiVersion", "kind", "metadata"} <= set(doc), doc
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])
+
+
+KUBERNETES_VERSION = "1.33.0"  # an API version clusters run today; the manifests use no newer
+
+
+@pytest.mark.parametrize(
+    "doc", documents(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}".lower()
+)
+def test_every_object_validates_against_the_kubernetes_schema(doc: dict[str, Any]) -> None:
+    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_schema_check_refuses_what_a_cluster_would_refuse() -> None:
+    (workload, *_) = named("Deployment").values()
+    misspelled = copy.deepcopy(workload)
+    probe = container(misspelled)
+    probe["readinesProbe"] = probe.pop("readinessProbe")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(misspelled, KUBERNETES_VERSION, strict=True)
+    wrong_type = copy.deepcopy(workload)
+    wrong_type["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(wrong_type, KUBERNETES_VERSION, strict=True)
 
 
 def test_kustomization_lists_every_manifest_but_the_secrets_example() -> None:
