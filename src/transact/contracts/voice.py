@@ -3,7 +3,8 @@ and transcripts with the card data taken out.
 
 Audio never travels in clear: each `voice.audio` chunk is sealed with the tenant's key
 and a context bound to its call and sequence number, so a chunk neither opens on
-another call nor passes for another chunk of the same call. Nothing here is stored.
+another call nor passes for another chunk of the same call. No audio is ever stored;
+only a tenant's call transcription is, redacted.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ class VoiceAudio(Message):
     `sealed` is base64 of `Vault.seal(tenant, pack_chunk(keys, mu-law),
     voice_audio_context(call_id, seq))`. `seq` counts the call's chunks from 1, so voice
     feeds them in order and once. `mode` says what to listen for: card digits during a
-    speech capture (`capture_id` set), or anything (`free`, a tenant's call
-    transcription outside secure mode). `last` ends the stream: the capture went back to
-    the keypad, so voice finishes what it heard.
+    speech capture (`capture_id` set), or anything (`free`, `capture_id` None: a tenant's
+    call transcription outside secure mode, asked for by `voice.transcribe`; a free chunk
+    never carries keys). `last` ends the stream: the capture went back to the keypad, or
+    a capture began and paused the free stream, so voice finishes what it heard.
     """
 
     topic = "voice.audio"
@@ -81,10 +83,25 @@ class VoiceKeys(Message):
     source: Literal["speech", "dtmf"] = "speech"
 
 
+TranscriptSource = Literal["capture", "call"]
+
+
+class VoiceTranscribe(Message):
+    """Stream the customer's audio of a call to voice outside secure mode (`on`), or stop
+    (a command from voice to telephony, sent at `call.started` for a tenant whose call
+    transcription is on). Telephony pauses the stream during every capture."""
+
+    topic = "voice.transcribe"
+    call_id: str
+    on: bool = True
+
+
 class VoiceTranscript(Message):
     """What the customer said, for the agent's screen, with every card number, expiry and
     security code replaced by a label ("[card number: 16 digits]", "[expiry]"). During a
-    capture the text is only ever such a label: spoken card details are never pushed."""
+    capture the text is only ever such a label: spoken card details are never pushed.
+    `source` `call`: an utterance of the tenant's call transcription outside any capture
+    (redacted text, stored as such; `seq` its number in the call's transcript)."""
 
     topic = "voice.transcript"
     call_id: str
@@ -92,3 +109,5 @@ class VoiceTranscript(Message):
     field: str | None = None
     text: Annotated[str, Field(max_length=2000)]
     final: bool = True
+    source: TranscriptSource = "capture"
+    seq: int | None = None

@@ -80,6 +80,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/api/v1/ivr", "ivr"),
     Route("/api/v1/calls/{}/ivr", "ivr"),  # an agent hands the call to a flow
     Route("/api/v1/voice", "voice"),
+    Route("/api/v1/calls/{}/transcript", "voice"),  # a call's redacted transcript
     Route("/api/v1/reports", "reporting"),
     Route("/dev/outbox", "communications"),
     # The Agent UI answers what nothing more specific claims: `/` (which sends the browser

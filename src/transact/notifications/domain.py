@@ -148,9 +148,11 @@ RULES: Mapping[str, Rule] = MappingProxyType(
             ("capture_id", "call_id", "input"), agents=_AGENT, owner=(_CAPTURE,)
         ),
         # What the customer said: during a capture only labels ("[card number: 4 digits]"),
-        # outside one the text with card-like runs redacted (voice's `redact`).
+        # outside one the text with card-like runs redacted (voice's `redact`), `source`
+        # `call` for the tenant's call transcription.
         "voice.transcript": Rule(
-            ("call_id", "capture_id", "field", "text", "final"), owner=(_CALL,)
+            ("call_id", "capture_id", "field", "text", "final", "source", "seq"),
+            owner=(_CALL,),
         ),
         "capture.completed": Rule(
             ("capture_id", "call_id", "brand", "bin", "last4"), agents=_AGENT, owner=(_CAPTURE,)

@@ -17,7 +17,7 @@ from transact.contracts.capture import (
     CaptureProgress,
     CaptureStarted,
 )
-from transact.contracts.voice import VoiceKeys
+from transact.contracts.voice import VoiceKeys, VoiceTranscribe
 from transact.kernel import Service
 from transact.telephony.bridge import Switchboard
 from transact.telephony.clips import ClipStore
@@ -48,6 +48,10 @@ def subscribe(service: Service, board: Switchboard, group: str, clips: ClipStore
     async def on_speech_keys(message: Message) -> None:
         assert isinstance(message, VoiceKeys)
         await board.speech_keys(message)
+
+    async def on_transcribe(message: Message) -> None:
+        assert isinstance(message, VoiceTranscribe)
+        await board.transcribe(message.tenant_id, message.call_id, message.on)
 
     async def on_finished(message: Message) -> None:
         assert isinstance(message, CaptureCompleted | CaptureCancelled)
@@ -105,6 +109,8 @@ def subscribe(service: Service, board: Switchboard, group: str, clips: ClipStore
     service.subscribe(CaptureInputChanged.topic, on_input_changed, group)
     # Keys voice heard: numbered in order and once per call (`Switchboard.speech_keys`).
     service.subscribe(VoiceKeys.topic, on_speech_keys, group)
+    # Idempotent by state: a call already streaming (or not) to voice stays so.
+    service.subscribe(VoiceTranscribe.topic, on_transcribe, group)
     # A repeated play command plays the prompt twice; a repeated hang-up finds no call.
     service.subscribe(CallPlay.topic, on_play, group)
     service.subscribe(CallHangup.topic, on_hangup, group)

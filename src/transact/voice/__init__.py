@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from transact.kernel.errors import ConfigError
+from transact.voice import store as _store  # noqa: F401  (registers voice's tables)
 
 if TYPE_CHECKING:
     from transact.kernel import Kernel, Service

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from transact.voice.numbers import likely_digits, redact, spoken_digits
+from transact.voice.numbers import likely_digits, redact, redact_continuing, spoken_digits
 
 Answer = Literal["yes", "no"]
 
@@ -140,6 +140,18 @@ def capture_transcript(field_name: str | None, keys: str) -> str:
 def free_transcript(text: str) -> str:
     """A call's transcript outside a capture, every card-like run replaced by a label."""
     return redact(text).strip()
+
+
+MAX_TRANSCRIPT_CHARS: Final = 2000  # an utterance stored and pushed (`voice.transcript`)
+
+
+def call_transcript(text: str, carried: int = 0) -> tuple[str, int]:
+    """One utterance of a tenant's call transcription, redacted, and the digits it ends
+    with: a number split over utterances ("four one" / "one one") is redacted as one
+    (`redact_continuing`). Cut to `MAX_TRANSCRIPT_CHARS` only after redaction, so a cut
+    never leaves part of a number unlabelled."""
+    redacted, trailing = redact_continuing(text, carried)
+    return redacted.strip()[:MAX_TRANSCRIPT_CHARS], trailing
 
 
 def readback_phrases(last4: str) -> list[str]:

@@ -4,6 +4,8 @@ the card data taken out.
 
 Everything here lives in memory, for as long as a call or capture does: audio is never
 stored, and what a recognizer buffered is dropped the moment its capture or call ends.
+The one thing kept is a tenant's call transcription outside captures, redacted first
+(`transcription.CallTranscription`).
 Each call has one worker task that feeds its recognizer session in a thread, one chunk
 at a time and in the order telephony numbered them.
 """
@@ -39,6 +41,7 @@ from transact.kernel.prompts import ClipShelf, silence, standard
 from transact.kernel.sequence import InOrder
 from transact.voice import domain
 from transact.voice.transcriber import Transcriber, TranscriberSession, Transcript
+from transact.voice.transcription import CallTranscription
 
 log = structlog.get_logger("transact.voice")
 
@@ -76,6 +79,11 @@ class CallState:
     captures: dict[str, domain.CaptureView] = field(default_factory=dict)
     closed: set[str] = field(default_factory=set)  # captures over: their audio is dropped
     prompts: int = 0
+    # Call transcription outside captures: whether voice asked for this call's free audio
+    # (None: not looked up yet), and the digits its last utterances ended with (a number
+    # said over several utterances is redacted as one).
+    transcribed: bool | None = None
+    carried: int = 0
 
 
 class Voice:
@@ -91,6 +99,7 @@ class Voice:
         self.epoch = secrets.token_hex(8)
         self.calls: dict[tuple[str, str], CallState] = {}
         self._ended: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.transcription = CallTranscription(kernel, available=engine is not None)
 
     @property
     def available(self) -> bool:
@@ -110,8 +119,8 @@ class Voice:
         """A chunk from telephony: queued in order for the call's worker, at once (the
         recognizer runs in the worker, never in the bus consumer)."""
         key = (message.tenant_id, message.call_id)
-        if key in self._ended or message.capture_id is None:
-            return
+        if key in self._ended or (message.mode == "free") != (message.capture_id is None):
+            return  # free audio belongs to no capture, a capture's audio to its capture
         state = self.calls.get(key)
         if state is None:
             state = self.calls[key] = CallState(message.tenant_id, message.call_id)
@@ -134,6 +143,8 @@ class Voice:
     async def _hear(self, state: CallState, chunk: VoiceAudio) -> None:
         if chunk.capture_id in state.closed:
             return
+        if chunk.capture_id is None and not await self._transcribed(state):
+            return  # free audio voice never asked for: dropped unheard
         opened = self._open(state, chunk)
         if opened is None:
             return
@@ -141,8 +152,11 @@ class Voice:
         listening = state.listening
         if listening is None or listening.capture_id != chunk.capture_id:
             listening = state.listening = Listening(chunk.capture_id, chunk.mode)
-        for key in keys:
-            await self._key(state, listening, key)
+        if chunk.capture_id is not None:
+            # Keys outside a capture are nobody's card data and never transcribed (telephony
+            # drops them before they reach a free chunk; any that did are ignored here).
+            for key in keys:
+                await self._key(state, listening, key)
         engine = await self.engine()
         if engine is None:
             return  # no recognizer in this deployment: the audio is dropped unheard
@@ -150,7 +164,9 @@ class Voice:
         for transcript in heard:
             if state.listening is not listening or self._gone(state):
                 return  # the capture or call ended while the recognizer worked
-            if transcript.final:
+            if transcript.final and listening.capture_id is None:
+                await self._said_freely(state, transcript)
+            elif transcript.final:
                 await self._utterance(state, listening, transcript)
 
     def _open(self, state: CallState, chunk: VoiceAudio) -> tuple[str, bytes] | None:
@@ -182,7 +198,21 @@ class Voice:
     def _gone(self, state: CallState) -> bool:
         return self.calls.get((state.tenant_id, state.call_id)) is not state
 
+    async def _transcribed(self, state: CallState) -> bool:
+        """Whether voice asked for this call's free audio (looked up once a call: the
+        command went out after the call's row was committed)."""
+        if state.transcribed is None:
+            state.transcribed = await self.transcription.transcribed(state.tenant_id, state.call_id)
+        return state.transcribed
+
     # --- what was said -----------------------------------------------------------------------
+
+    async def _said_freely(self, state: CallState, transcript: Transcript) -> None:
+        """An utterance of the call's transcription: redacted before it is stored or
+        published (`CallTranscription.heard`); the clear text goes no further."""
+        _, state.carried = await self.transcription.heard(
+            state.tenant_id, state.call_id, transcript.text, state.carried
+        )
 
     async def _utterance(
         self, state: CallState, listening: Listening, transcript: Transcript

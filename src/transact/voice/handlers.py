@@ -1,10 +1,11 @@
 """Voice's bus consumers: the customer's audio from telephony, and capture's and
-telephony's facts that say which field is asked for, and when to forget a call."""
+telephony's facts that say which field is asked for, and when to forget a call; the
+calls that start (transcribed when their tenant says so) and who holds them."""
 
 from __future__ import annotations
 
 from transact.contracts import Message
-from transact.contracts.calls import CallEnded, CallSecureMode
+from transact.contracts.calls import CallAssigned, CallEnded, CallSecureMode, CallStarted
 from transact.contracts.capture import (
     CaptureCancelled,
     CaptureCompleted,
@@ -65,6 +66,17 @@ def subscribe(service: Service, voice: Voice) -> None:
     async def on_call_ended(message: Message) -> None:
         assert isinstance(message, CallEnded)
         voice.call_ended(message.tenant_id, message.call_id)
+        await voice.transcription.call_ended(message.tenant_id, message.call_id)
+
+    async def on_call_started(message: Message) -> None:
+        assert isinstance(message, CallStarted)
+        await voice.transcription.call_started(message.tenant_id, message.call_id)
+
+    async def on_call_assigned(message: Message) -> None:
+        assert isinstance(message, CallAssigned)
+        await voice.transcription.call_assigned(
+            message.tenant_id, message.call_id, message.agent_id
+        )
 
     # A call's recognizer lives in one process, so one group: run one voice instance
     # (or shard calls between groups). Audio is numbered: a repeat is dropped, a chunk
@@ -76,3 +88,7 @@ def subscribe(service: Service, voice: Voice) -> None:
     service.subscribe(CaptureCompleted.topic, on_completed)
     service.subscribe(CaptureCancelled.topic, on_cancelled)
     service.subscribe(CallEnded.topic, on_call_ended)
+    # Idempotent by state: a repeated start asks telephony again (it ignores a repeat), a
+    # repeated assignment writes the same holder.
+    service.subscribe(CallStarted.topic, on_call_started)
+    service.subscribe(CallAssigned.topic, on_call_assigned)

@@ -224,19 +224,41 @@ def redact(text: str) -> str:
     (typed 12/28, or four digits after words like "expires") "[expiry]", 3-4 digits
     "[security code]", any other run of 3 or more digits "[number: N digits]".
     """
+    return redact_continuing(text, 0)[0]
+
+
+def redact_continuing(text: str, carried: int) -> tuple[str, int]:
+    """`redact` for one utterance of a conversation: a number may be split over several
+    (a caller pausing between "four one" and "one one"). `carried` is how many digits
+    the previous utterances ended with; a run that opens this one continues them, and is
+    redacted once the whole run is long enough. Also returns the digits this utterance
+    ends with (0 when words follow its last number), for the next one."""
     tokens = _tokens(text)
     pieces: list[str] = []
     cursor = 0
+    trailing = 0
     for run in _numeric_runs(text, tokens):
         start, end = run[0].start, run[-1].end
+        count = len(spoken_digits(text[start:end]))
+        before = carried if _only_glue(tokens, 0, start) else 0
         label = _label(text, start, end)
+        if label is None and before and before + count >= MIN_REDACTED_DIGITS:
+            label = f"[number: {count} more digit{'s' if count != 1 else ''}]"
+        trailing = before + count if _only_glue(tokens, end, len(text)) else 0
         if label is None:
             continue
         pieces.append(text[cursor:start])
         pieces.append(label)
         cursor = end
     pieces.append(text[cursor:])
-    return "".join(pieces)
+    if not any(token.numeric for token in tokens):
+        trailing = carried if _only_glue(tokens, 0, len(text)) else 0
+    return "".join(pieces), trailing
+
+
+def _only_glue(tokens: Sequence[_Token], start: int, end: int) -> bool:
+    """Nothing but separators and filler between `start` and `end` of the text."""
+    return all(token.text in _GLUE for token in tokens if start <= token.start < end)
 
 
 def _numeric_runs(text: str, tokens: Sequence[_Token]) -> Iterator[list[_Token]]:
@@ -270,11 +292,24 @@ def _label(text: str, start: int, end: int) -> str | None:
         return None
     if MIN_CARD_DIGITS <= count <= MAX_CARD_DIGITS:
         return f"[card number: {count} digits]"
-    if _TYPED_EXPIRY.match(span.strip()) or (count == 4 and _expiry_cue(text, start)):
+    if _TYPED_EXPIRY.match(span.strip()) or (
+        count == 4 and (_expiry_cue(text, start) or _spoken_month_year(span))
+    ):
         return "[expiry]"
     if count in (3, 4):
         return "[security code]"
     return f"[number: {count} digits]"
+
+
+def _spoken_month_year(span: str) -> bool:
+    """Said the way an expiry is: a month, then a two-digit year as one number word
+    ("twelve twenty eight", "oh five thirty", "one two twenty nine", "12 28")."""
+    words = [token.text for token in _tokens(span) if token.numeric or token.text == "and"]
+    pieces = list(_read(words))
+    if len(pieces) < 2 or len(pieces[-1]) != 2:
+        return False
+    month = "".join(pieces[:-1])
+    return len(month) == 2 and 1 <= int(month) <= 12 and 20 <= int(pieces[-1]) <= 49
 
 
 def _expiry_cue(text: str, start: int) -> bool:

@@ -61,6 +61,7 @@ def test_matches_by_whole_segments(pattern: str, path: str, expected: bool) -> N
         ("/api/v1/admin/users/7", "auth"),
         ("/api/v1/calls", "correlation"),
         ("/api/v1/calls/c-1/claim", "correlation"),
+        ("/api/v1/calls/c-1/transcript", "voice"),
         # Whatever no service claims goes to the Agent UI (its page, its files, its 404).
         ("/api/v1/authx", "agent-ui"),
         ("/nowhere", "agent-ui"),
