@@ -61,6 +61,8 @@ class VoiceAudio(Message):
     mode: TranscriptionMode = "digits"
     capture_id: str | None = None
     last: bool = False
+    # The call is over: nothing of it follows (its transcription ends with this chunk).
+    ending: bool = False
 
 
 class VoiceKeys(Message):

@@ -323,6 +323,9 @@ class Switchboard:
                 await _close_quietly(leg.socket, 1000, close_reason)
         if call.customer is not None:
             self.metrics.calls.dec()
+        if call.started and self.transcribing(call):
+            # What the customer said last, up to the hang-up, is transcribed too.
+            await self._send_chunk(call, last=True, ending=True)
         if call.started:
             await self._publish(
                 CallEnded(tenant_id=call.tenant_id, call_id=call.call_id, reason=reason)
@@ -466,7 +469,7 @@ class Switchboard:
         while len(call.voice_audio) >= CHUNK_BYTES:
             await self._send_chunk(call, last=False)
 
-    async def _send_chunk(self, call: Call, *, last: bool) -> None:
+    async def _send_chunk(self, call: Call, *, last: bool, ending: bool = False) -> None:
         audio = bytes(call.voice_audio[:CHUNK_BYTES])
         del call.voice_audio[:CHUNK_BYTES]
         keys, call.voice_keys = call.voice_keys, ""
@@ -488,6 +491,7 @@ class Switchboard:
                 mode="digits" if capture_id else "free",
                 capture_id=capture_id,
                 last=last,
+                ending=ending,
                 correlation_id=capture_id or call.call_id,
             )
         )

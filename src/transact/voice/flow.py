@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable
@@ -47,6 +48,9 @@ log = structlog.get_logger("transact.voice")
 
 EngineFactory = Callable[[], Transcriber]
 ENDED_CALLS_KEPT: Final = 10_000  # ended calls remembered, so late audio starts nothing
+# How long a transcribed call that ended waits for its last audio (telephony sends it
+# just before `call.ended`, but on another topic, which may overtake it).
+LAST_WORDS_WAIT_S: Final = 10.0
 LANGUAGE: Final = "en"
 WORD_GAP_MS: Final = 60
 PAUSE_MS: Final = 350
@@ -84,6 +88,9 @@ class CallState:
     # said over several utterances is redacted as one).
     transcribed: bool | None = None
     carried: int = 0
+    over: bool = False  # the call ended; its transcription is hearing its last words
+    last_words: asyncio.Event = field(default_factory=asyncio.Event)
+    winding_down: asyncio.Task[None] | None = None
 
 
 class Voice:
@@ -141,8 +148,15 @@ class Voice:
                 log.warning("voice.chunk_failed", call_id=state.call_id, error=type(exc).__name__)
 
     async def _hear(self, state: CallState, chunk: VoiceAudio) -> None:
-        if chunk.capture_id in state.closed:
-            return
+        try:
+            await self._hear_chunk(state, chunk)
+        finally:
+            if chunk.ending:
+                state.last_words.set()
+
+    async def _hear_chunk(self, state: CallState, chunk: VoiceAudio) -> None:
+        if chunk.capture_id in state.closed or (state.over and chunk.capture_id is not None):
+            return  # a capture over (the call's end cancels any): its audio goes unheard
         if chunk.capture_id is None and not await self._transcribed(state):
             return  # free audio voice never asked for: dropped unheard
         opened = self._open(state, chunk)
@@ -416,7 +430,27 @@ class Voice:
             state.captures.pop(capture_id, None)
 
     def call_ended(self, tenant_id: str, call_id: str) -> None:
-        """Everything of the call goes: queued chunks, the recognizer and its buffer."""
+        """Everything of the call goes: queued chunks, the recognizer and its buffer. A
+        transcribed call first hears its last words (the chunk telephony sends as the call
+        ends), for at most LAST_WORDS_WAIT_S; a capture's audio goes at once either way."""
+        state = self.calls.get((tenant_id, call_id))
+        if state is not None and state.transcribed and not state.last_words.is_set():
+            if not state.over:
+                state.over = True
+                if state.listening is not None and state.listening.capture_id is not None:
+                    state.listening = None
+                state.winding_down = asyncio.create_task(self._after_last_words(state))
+            return
+        self._forget_call(tenant_id, call_id)
+
+    async def _after_last_words(self, state: CallState) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LAST_WORDS_WAIT_S):
+                await state.last_words.wait()
+        if self.calls.get((state.tenant_id, state.call_id)) is state:
+            self._forget_call(state.tenant_id, state.call_id)
+
+    def _forget_call(self, tenant_id: str, call_id: str) -> None:
         key = (tenant_id, call_id)
         self._ended[key] = None
         while len(self._ended) > ENDED_CALLS_KEPT:
@@ -424,8 +458,9 @@ class Voice:
         state = self.calls.pop(key, None)
         if state is None:
             return
-        if state.worker is not None:
-            state.worker.cancel()
+        for task in (state.worker, state.winding_down):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         state.listening = None
         while not state.queue.empty():
             state.queue.get_nowait()
@@ -433,7 +468,7 @@ class Voice:
 
     async def close(self) -> None:
         for key in list(self.calls):
-            self.call_ended(*key)
+            self._forget_call(*key)
 
     def listening_to(self, tenant_id: str, call_id: str) -> bool:
         """Whether anything of the call is held here (for tests and metrics)."""

@@ -27,6 +27,7 @@ from transact import voice
 from transact.auth import Accounts, SigningKeys
 from transact.contracts import Message
 from transact.contracts.voice import VoiceAudio, VoiceTranscript, unpack_chunk, voice_audio_context
+from transact.kernel.audio import SAMPLE_RATE
 from transact.telephony.simulate import customer_audio
 
 PAN = "4111111111111111"
@@ -309,3 +310,22 @@ async def test_a_spoken_capture_is_heard_as_digits_and_never_kept(centre: Centre
     assert during
     assert {c.mode for c in during} == {"digits"}
     assert await centre.rows("voice_transcripts") == []  # a capture is pushed, never kept
+
+
+async def test_the_last_words_before_a_hang_up_are_transcribed(centre: Centre) -> None:
+    await centre.transcribe_calls(True)
+    centre.recognizer.say("I will pay by card.", "Sorry, I have to go")
+    customer, _ = await centre.line.open_call("CA-cut", agent="alice")
+    await centre.line.wait_for("voice.transcribe")
+    pause = len(spoken(0)) + SAMPLE_RATE * 600 // 1000  # what spoken() adds after the last words
+    cut_off = spoken(2)[:-pause]  # the customer hangs up mid-sentence: no pause at the end
+    await play(customer, cut_off)
+    await customer.close()
+    await centre.line.wait_for("call.ended")
+
+    await centre.line.wait_for("voice.transcript", 2)
+    assert [m.text for m in centre.transcripts()] == ["I will pay by card.", "Sorry, I have to go"]
+    assert [c.ending for c in centre.chunks()] == [False] * (len(centre.chunks()) - 1) + [True]
+    alice = await centre.as_user("alice")
+    body = await centre.transcript("CA-cut", alice, 2)
+    assert [u["text"] for u in body["utterances"]][-1] == "Sorry, I have to go"
