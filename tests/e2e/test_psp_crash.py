@@ -200,14 +200,21 @@ def test_a_process_killed_after_the_charge_and_before_the_commit_is_reconciled(
             raise AssertionError("transact was never killed between the charge and the commit")
         payment_id = crashed
         assert status_of(db, payment_id) == "submitted", "nothing committed after the charge"
-        with process(["serve", "psp", "--port", str(app_port)], env, log):
-            wait_for(
-                lambda: status_of(db, payment_id) == "authorized",
-                "reconciliation after the restart",
-                # Startup included: the reconciliation at start does it (about 5 s
-                # on a quiet machine); the margin is for a loaded one.
-                timeout=STARTUP,
-            )
+        with process(["serve", "psp", "--port", str(app_port)], env, log) as restarted:
+            try:
+                wait_for(
+                    lambda: status_of(db, payment_id) == "authorized",
+                    "reconciliation after the restart",
+                    # Startup included: the reconciliation at start does it (about 5 s
+                    # on a quiet machine); the margin is for a loaded one.
+                    timeout=STARTUP,
+                )
+            except RuntimeError as exc:
+                # What the restarted process said, to tell a slow machine from a fault.
+                tail = log.read_text(errors="replace")[-3000:]
+                alive = restarted.poll() is None
+                told = f"{exc}; process alive: {alive}; its log ends:\n{tail}"
+                raise AssertionError(told) from exc
             wait_for(
                 lambda: any(
                     m["payment_id"] == payment_id
