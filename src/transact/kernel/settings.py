@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         description="speech recognizer for spoken card details: `whisper` (offline, loaded "
         "on the first speech capture) or `off` (speech capture not offered)",
     )
+    transcript_retention_days: float = Field(
+        default=90.0,
+        gt=0,
+        description="days a call's redacted transcript is kept; older ones are deleted",
+    )
     voice_readback: bool = Field(
         default=True,
         description="read the last four digits of a spoken card number back to the customer "

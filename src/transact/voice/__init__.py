@@ -25,6 +25,7 @@ __all__ = ["ENGINES", "build"]
 
 log = structlog.get_logger("transact.voice")
 OFF = "off"
+RETENTION_CHECK_SECONDS = 3600.0
 
 
 def _whisper() -> Transcriber:
@@ -60,4 +61,11 @@ def build(kernel: Kernel) -> Service:
     service = Service(name="voice", routers=[build_router(kernel, voice, name)])
     handlers.subscribe(service, voice)
     service.on_stop.append(voice.close)
+
+    # Transcripts are kept for the retention period only: checked at start and hourly.
+    async def forget_old_transcripts() -> None:
+        await voice.transcription.forget_old()
+
+    service.on_start.append(forget_old_transcripts)
+    service.every(RETENTION_CHECK_SECONDS, forget_old_transcripts, "transcript-retention")
     return service

@@ -148,6 +148,23 @@ async def add_utterance(
     return utterance
 
 
+async def forget_older_than(session: AsyncSession, cutoff: datetime) -> int:
+    """Delete every transcript of a call that started before `cutoff` (and the call's
+    row); how many calls went."""
+    old = select(calls.c.tenant_id, calls.c.call_id).where(calls.c.started_at < cutoff)
+    gone = [(row.tenant_id, row.call_id) for row in await session.execute(old)]
+    for tenant_id, call_id in gone:
+        await session.execute(
+            delete(transcripts).where(
+                transcripts.c.tenant_id == tenant_id, transcripts.c.call_id == call_id
+            )
+        )
+        await session.execute(
+            delete(calls).where(calls.c.tenant_id == tenant_id, calls.c.call_id == call_id)
+        )
+    return len(gone)
+
+
 async def utterances(session: AsyncSession, tenant_id: str, call_id: str) -> list[Utterance]:
     rows = await session.execute(
         select(transcripts.c.seq, transcripts.c.at, transcripts.c.text)

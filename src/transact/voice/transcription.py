@@ -10,8 +10,10 @@ published (`voice.transcript`, source `call`). Audio is never stored.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Final
 
+from transact.contracts import utcnow
 from transact.contracts.voice import VoiceTranscribe, VoiceTranscript
 from transact.kernel import Kernel, audit
 from transact.kernel.db import add_to_outbox
@@ -99,6 +101,13 @@ class CallTranscription:
             return  # such a tenant's calls have no rows
         async with self.kernel.db.transaction() as session:
             await store.forget_untranscribed(session, tenant_id, call_id)
+
+    async def forget_old(self) -> int:
+        """Delete the transcripts of calls older than the retention period
+        (`TRANSACT_TRANSCRIPT_RETENTION_DAYS`); how many calls' transcripts went."""
+        days = self.kernel.settings.transcript_retention_days
+        async with self.kernel.db.transaction() as session:
+            return await store.forget_older_than(session, utcnow() - timedelta(days=days))
 
     async def transcribed(self, tenant_id: str, call_id: str) -> bool:
         """Whether free audio of this call may be heard: voice asked for it."""
