@@ -16,6 +16,7 @@ import {
 } from "./text.js";
 import { destinationLabel, expectedDigits, linkSteps, outcomeView } from "./views.js";
 import { Handover } from "./handover.js";
+import { Transcript } from "./transcript.js";
 
 const OPEN = new Set(["capturing", "ready"]);
 const FINAL = new Set([
@@ -51,6 +52,7 @@ export class Desk {
     this.method = null;
     this.wire();
     this.handover = new Handover(this); // send the call to a payment line and back
+    this.transcript = new Transcript(this); // what the customer said, when transcribed
   }
 
   get me() {
@@ -86,6 +88,7 @@ export class Desk {
   reset() {
     this.calls.clear();
     this.callId = null;
+    this.transcript.open(null);
     this.payment = null;
     this.stopLink();
     this.link = null;
@@ -102,6 +105,7 @@ export class Desk {
     if (this.payment) await this.reloadPayment();
     else if (this.callId) await this.findOpenPayment();
     if (this.link) await this.pollLink();
+    await this.transcript.load(); // what was said while the page was away
   }
 
   async loadCalls() {
@@ -146,6 +150,7 @@ export class Desk {
     this.callId = callId ?? null;
     this.payment = null;
     show("early-keys", false);
+    this.transcript.open(this.callId);
     if (this.callId) this.findOpenPayment();
   }
 
@@ -161,7 +166,8 @@ export class Desk {
       "capture.started": () => this.captureStarted(data),
       "capture.progress": () => this.progress(data),
       "capture.input_changed": () => this.ours(data.capture_id) && this.reloadPayment(),
-      "voice.transcript": () => this.heard(data),
+      "voice.transcript": () =>
+        data.source === "call" ? this.transcript.pushed(data) : this.heard(data),
       "capture.completed": () => this.ours(data.capture_id) && this.reloadPayment(),
       "capture.cancelled": () => this.ours(data.capture_id) && this.reloadPayment(),
       "payment.authorized": () => this.outcome(data),
