@@ -43,6 +43,7 @@ def _serve(settings: Settings, names: list[str] | None, banner: list[str]) -> No
 
     from transact import runtime
     from transact.kernel.core import settle_heap
+    from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS
     from transact.kernel.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_json)
@@ -59,6 +60,7 @@ def _serve(settings: Settings, names: list[str] | None, banner: list[str]) -> No
         proxy_headers=False,
         server_header=False,
         ws="websockets-sansio",
+        timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
     )
     settle_heap()
     uvicorn.Server(config).run()

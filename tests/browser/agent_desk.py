@@ -35,6 +35,7 @@ from tests.servers import free_port
 from transact import runtime
 from transact.auth import Accounts, SigningKeys
 from transact.contracts import Message
+from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS
 from transact.kernel.settings import load_settings
 from transact.telephony.simulate import customer_audio
 
@@ -208,7 +209,14 @@ async def running(tmp_path: Path, *, mfa: bool = True, **settings: Any) -> Async
     for topic in TOPICS:
         kernel.bus.subscribe(topic, "test-observer", record)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
+        )
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:

@@ -23,6 +23,7 @@ from tests.servers import free_port
 from transact import runtime
 from transact.auth import Accounts, SigningKeys
 from transact.kernel import Kernel
+from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS
 from transact.kernel.settings import Settings, load_settings
 
 KEY = base64.b64encode(b"f" * 32).decode()
@@ -44,7 +45,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
     _, app = runtime.build(config, SERVICES)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -45,6 +45,11 @@ _STATUS_CODES = {
 # Seconds a client is told to wait before retrying while a backend is down (a database
 # restart or failover takes a few).
 RETRY_AFTER_SECONDS = 5
+# How long the server keeps an idle HTTP connection open: longer than any client or proxy
+# keeps one before reusing it (nginx's upstream keep-alive here 30 s, httpx 5 s). With
+# uvicorn's 5 s default, a client reusing a connection at the moment the server closes it
+# gets a reset instead of an answer.
+SERVER_KEEP_ALIVE_SECONDS = 75
 
 # SQLSTATE classes of a lost or refused database connection: 08 connection exception,
 # 57P0x an administrator or crash shutdown / "the database system is starting up", 53300

@@ -31,6 +31,7 @@ from transact.ivr import prompts
 from transact.ivr.domain import Flow
 from transact.ivr.lookup import SIGNATURE_HEADER, signature
 from transact.kernel.audio import FRAME_SAMPLES
+from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS
 from transact.telephony.simulate import customer_audio
 
 PASSWORD = "correct-horse-42"
@@ -221,7 +222,15 @@ async def merchant(accounts: dict[str, tuple[int, str, str]]) -> AsyncIterator[M
     async def lookup(request: Request) -> Response:
         return shop.answer(await request.body(), request.headers.get(SIGNATURE_HEADER, ""))
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
+        )
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

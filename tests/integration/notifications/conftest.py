@@ -25,7 +25,7 @@ from transact.auth import Accounts, SigningKeys
 from transact.contracts import Message
 from transact.kernel import Kernel
 from transact.kernel.errors import ApiError
-from transact.kernel.http import create_app
+from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS, create_app
 from transact.kernel.settings import load_settings
 from transact.notifications import Hub
 
@@ -188,7 +188,14 @@ async def serving(database_url: str, data_dir: Path, **overrides: Any) -> AsyncI
     await kernel.db.migrate()
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
+        )
     )
     running = asyncio.create_task(server.serve())
     for _ in range(500):

@@ -30,6 +30,7 @@ from transact.auth import Accounts, SigningKeys
 from transact.communications.sms_simulator import DEFAULT_AUTH_TOKEN, create_sms_simulator
 from transact.contracts import Message
 from transact.kernel import Kernel
+from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS
 from transact.kernel.settings import load_settings
 
 SERVICES = ["gateway", "auth", "capture", "psp", "communications", "remote"]
@@ -287,7 +288,14 @@ async def running_desk(tmp_path: Path, psp_url: str, **overrides: Any) -> AsyncI
     for topic in TOPICS:
         kernel.bus.subscribe(topic, "test-observer", record)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
+        )
     )
     serving = asyncio.create_task(server.serve())
     for _ in range(500):

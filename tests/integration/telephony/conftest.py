@@ -21,6 +21,7 @@ from transact import runtime
 from transact.auth import Accounts, SigningKeys
 from transact.contracts import Message
 from transact.kernel import Kernel
+from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS
 from transact.kernel.settings import load_settings
 from transact.telephony.simulate import media_frame
 
@@ -135,7 +136,14 @@ async def serving(tmp_path: Path, services: list[str], **settings: Any) -> Async
     for topic in TOPICS:
         kernel.bus.subscribe(topic, "test-observer", record)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
+        )
     )
     serving = asyncio.create_task(server.serve())
     for _ in range(500):

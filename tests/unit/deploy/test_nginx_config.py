@@ -19,6 +19,7 @@ from transact import deploy, runtime
 from transact.gateway import domain
 from transact.gateway.nginx import STICKY_KEYS, STREAMING_PREFIXES, Site, locations, render
 from transact.kernel import Kernel
+from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS
 from transact.kernel.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -119,6 +120,16 @@ def test_media_legs_of_one_call_hash_to_one_telephony_instance() -> None:
     block = conf.split("upstream transact_telephony {", 1)[1].split("}", 1)[0]
     assert f"hash {STICKY_KEYS['telephony']} consistent;" in block
     assert domain.owner("/media/customer") == domain.owner("/media/agent") == "telephony"
+
+
+def test_nginx_drops_idle_upstream_connections_before_the_services_do() -> None:
+    # Otherwise nginx may reuse a connection a service is closing: a POST on it is a 502.
+    conf = render(site())
+    upstreams = re.findall(r"upstream \w+ \{(.*?)\}", conf, re.S)
+    assert upstreams
+    for block in upstreams:
+        (seconds,) = re.findall(r"keepalive_timeout (\d+)s;", block)
+        assert int(seconds) < SERVER_KEEP_ALIVE_SECONDS
 
 
 def test_a_service_without_upstream_answers_404_at_the_edge() -> None:
