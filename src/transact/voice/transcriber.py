@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from transact.voice.numbers import NUMBER_WORDS, spoken_digits
+from transact.voice.segmentation import prefer_count, respaced, word_segments
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -94,6 +95,10 @@ class Decoding:
     punctuation: bool = True  # whether digits mode may write "," "." "-" between words
     tokens_per_second: float = 6.0  # output cap in digits mode (about 2x fast speech)
     no_speech_threshold: float = 0.6  # above this, Whisper thinks nothing was said
+    # Digits mode: where the caller paused between words (a quiet line, clear pauses),
+    # decode again with each pause stretched to this long, and put the readings (of
+    # either decode) with that many words first. 0 turns it off.
+    word_pause_ms: int = 250
 
 
 @dataclass(frozen=True)
@@ -218,6 +223,18 @@ class WhisperTranscriber:
         Calls CTranslate2 directly rather than `WhisperModel.transcribe`, which keeps
         only the best hypothesis: the others are how capture corrects a group that
         came out one digit short or long (Whisper miscounts runs like "one one one")."""
+        original = self._decode(samples, mode)
+        apart = self._words_apart(samples, mode)
+        if not original or apart is None:
+            return original
+        respaced_samples, words = apart
+        # Both readings: the respaced audio counts runs like "one one one one" right more
+        # often, the original reads everything else better; the count decides the order.
+        both = list(dict.fromkeys([*original, *self._decode(respaced_samples, mode)]))
+        return prefer_count(both, words)
+
+    def _decode(self, samples: npt.NDArray[np.int16], mode: Mode) -> list[str]:
+        """Whisper's readings of the audio as it is, best first (none: no speech)."""
         model = shared_model()
         decoding = self.settings.decoding
         prompt = self._prompt(model, mode)
@@ -235,6 +252,20 @@ class WhisperTranscriber:
             return []
         texts = (model.hf_tokenizer.decode(ids).strip() for ids in result.sequences_ids)
         return list(dict.fromkeys(text for text in texts if text))
+
+    def _words_apart(
+        self, samples: npt.NDArray[np.int16], mode: Mode
+    ) -> tuple[npt.NDArray[np.int16], int] | None:
+        """Digits mode: the utterance with the caller's pauses between words stretched,
+        and how many words they separate (None: no clear pauses, or turned off).
+        Whisper counts a run like "one one one one" right when it hears the words apart."""
+        pause_ms = self.settings.decoding.word_pause_ms
+        if mode != "digits" or pause_ms <= 0:
+            return None
+        segments = word_segments(samples, SAMPLE_RATE)
+        if segments is None:
+            return None
+        return respaced(samples, segments, pause_ms * SAMPLE_RATE // 1000), len(segments)
 
     def _prompt(self, model: WhisperModel, mode: Mode) -> list[int]:
         tokenizer = model.hf_tokenizer

@@ -219,3 +219,12 @@ def test_bench_speech_quick_prints_its_measurements_as_json() -> None:
         assert corpus["latency_ms"]["p50"] <= corpus["latency_ms"]["p95"]
     assert report["held_out_speaker"] not in {"", None}
     assert report["overall"]["digit_accuracy"] > 0.5  # a broken engine would read nothing
+
+
+@pytest.mark.parametrize(("digits", "speaker"), [("1111", "george"), ("0111", "nicolas")])
+def test_words_apart_are_counted_right(
+    engine: WhisperTranscriber, digits: str, speaker: str
+) -> None:
+    # Said with 80 ms pauses, tiny.en alone hears "one one one one one" and "one one one";
+    # stretching the pauses it can hear between the words makes it count them.
+    assert recognize_digits(on_the_line(human(digits, speaker)), engine) == digits
