@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,19 +27,13 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from transact.kernel import isolated
 from transact.telephony.audio import FRAME_SAMPLES, SAMPLE_RATE, dbm0_to_peak
 from transact.telephony.dtmf import COL_FREQS, KEYS, ROW_FREQS, DetectorBank, DtmfDetector
 from transact.telephony.masking import DELAY_SAMPLES, DspBank, LegDsp
 
 FRAME_SECONDS: Final = FRAME_SAMPLES / SAMPLE_RATE
 CLIPS: Final = 8  # distinct audio clips; streams share them at different offsets
-SINGLE_THREAD_ENV: Final = {
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-}
-
 Samples = npt.NDArray[np.int16]
 
 
@@ -218,23 +211,14 @@ def setup() -> dict[str, Any]:
     }
 
 
-def pin_to_one_core() -> None:
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
-
 def run_isolated(seconds: float) -> dict[str, Any]:
-    """`bench_dtmf` in a fresh interpreter: BLAS threads must be limited before numpy
-    loads, and the process is pinned to one core so no work hides on another."""
-    env = {**os.environ, **SINGLE_THREAD_ENV}
-    command = [sys.executable, "-m", "transact.telephony.bench", str(seconds)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmark process failed: {done.stderr.strip()[-500:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
+    """`bench_dtmf` in a fresh interpreter on one core (`kernel.isolated`)."""
+    result: dict[str, Any] = json.loads(
+        isolated.run_isolated("transact.telephony.bench", str(seconds))
+    )
     return result
 
 
 if __name__ == "__main__":
-    pin_to_one_core()
+    isolated.pin_to_one_core()
     print(json.dumps(bench_dtmf(float(sys.argv[1]) if len(sys.argv) > 1 else 10.0)))

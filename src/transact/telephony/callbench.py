@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Any
@@ -27,13 +26,14 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from transact.kernel import isolated
 from transact.kernel.cache.memory import MemoryCache
 from transact.kernel.core import settle_heap
 from transact.kernel.crypto import Keyring
 from transact.kernel.vault import Vault
 from transact.telephony import domain, tones
 from transact.telephony.audio import FRAME_SAMPLES, SAMPLE_RATE
-from transact.telephony.bench import SINGLE_THREAD_ENV, pin_to_one_core, setup
+from transact.telephony.bench import setup
 from transact.telephony.bridge import Call, Leg, Metrics, Switchboard
 from transact.telephony.masking import DspPool
 from transact.telephony.simulate import customer_audio, media_frame
@@ -200,14 +200,9 @@ def run(calls: int, seconds: float) -> str:
     """`bench_calls` in a fresh interpreter on one core, BLAS limited to one thread before
     numpy loads (a second BLAS thread spinning on the shared pass would double the CPU
     time of the same work and hide it on another core)."""
-    env = {**os.environ, **SINGLE_THREAD_ENV}
-    command = [sys.executable, "-m", "transact.telephony.callbench", str(calls), str(seconds)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmark process failed: {done.stderr.strip()[-500:]}")
-    return done.stdout.strip()
+    return isolated.run_isolated("transact.telephony.callbench", str(calls), str(seconds))
 
 
 if __name__ == "__main__":
-    pin_to_one_core()
+    isolated.pin_to_one_core()
     print(json.dumps(asyncio.run(bench_calls(int(sys.argv[1]), float(sys.argv[2])))))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from transact.kernel import isolated
 from transact.kernel.audio import FRAME_SAMPLES, SAMPLE_RATE, read_wav, ulaw_round_trip
 from transact.voice.numbers import likely_digits, spoken_digits
 from transact.voice.transcriber import Transcriber, WhisperSettings, WhisperTranscriber
@@ -44,13 +44,6 @@ SPEAKERS: Final = ("george", "jackson", "lucas", "nicolas")
 NOISE_SNR_DB: Final = 20.0
 LEAD_IN_S: Final = 0.5
 TRAIL_S: Final = 1.5  # silence after the field, so the pause end-points it
-SINGLE_THREAD_ENV: Final = {
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-    "CT2_INTER_THREADS": "1",
-}
 # (espeak-ng voice, words per minute)
 VOICES: Final = (
     ("en", 165),
@@ -489,27 +482,14 @@ def bench_speech(options: Options, settings: WhisperSettings | None = None) -> d
     return report
 
 
-def pin_to_one_core() -> None:
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-
-
 def run_isolated(options: Options) -> dict[str, Any]:
-    """`bench_speech` in a fresh interpreter pinned to one core, one thread per library."""
-    env = {**os.environ, **SINGLE_THREAD_ENV}
-    command = [
-        sys.executable,
-        "-m",
-        "transact.voice.bench",
-        json.dumps(asdict(options)),
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
-    if done.returncode != 0:
-        raise RuntimeError(f"benchmark process failed: {done.stderr.strip()[-500:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
+    """`bench_speech` in a fresh interpreter on one core (`kernel.isolated`)."""
+    result: dict[str, Any] = json.loads(
+        isolated.run_isolated("transact.voice.bench", json.dumps(asdict(options)))
+    )
     return result
 
 
 if __name__ == "__main__":
-    pin_to_one_core()
+    isolated.pin_to_one_core()
     print(json.dumps(bench_speech(Options(**json.loads(sys.argv[1])))))
