@@ -18,8 +18,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvicorn
+
+from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -28,6 +32,21 @@ def unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: a missing backend is a failure, not a skip)")
     pytest.skip(reason)
+
+
+def app_server(app: Any, port: int) -> uvicorn.Server:
+    """A server for a Transact app on loopback, not started yet, configured as `transact
+    serve` configures its own: lifespan on, the services' idle keep-alive."""
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            lifespan="on",
+            timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
+        )
+    )
 
 
 def free_port() -> int:

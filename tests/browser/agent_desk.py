@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pyotp
-import uvicorn
 from playwright.async_api import (
     Browser,
     BrowserContext,
@@ -31,11 +30,10 @@ from tests.integration.capture.conftest import KEY
 from tests.integration.capture.test_capture import CVV, future_expiry
 from tests.integration.telephony.conftest import TOPICS, Line
 from tests.integration.telephony.test_secure_mode import play
-from tests.servers import free_port
+from tests.servers import app_server, free_port
 from transact import runtime
 from transact.auth import Accounts, SigningKeys
 from transact.contracts import Message
-from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS
 from transact.kernel.settings import load_settings
 from transact.telephony.simulate import customer_audio
 
@@ -208,16 +206,7 @@ async def running(tmp_path: Path, *, mfa: bool = True, **settings: Any) -> Async
 
     for topic in TOPICS:
         kernel.bus.subscribe(topic, "test-observer", record)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            lifespan="on",
-            timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
-        )
-    )
+    server = app_server(app, port)
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

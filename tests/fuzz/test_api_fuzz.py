@@ -15,15 +15,13 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from tests.servers import free_port
+from tests.servers import app_server, free_port
 from transact import runtime
 from transact.auth import Accounts, SigningKeys
 from transact.kernel import Kernel
-from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS
 from transact.kernel.settings import Settings, load_settings
 
 KEY = base64.b64encode(b"f" * 32).decode()
@@ -44,16 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
     asyncio.run(_admin(config))
     _, app = runtime.build(config, SERVICES)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            lifespan="on",
-            timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
-        )
-    )
+    server = app_server(app, port)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -17,21 +17,19 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.telephony.conftest import Line, frame_message, serving
 from tests.integration.test_card_data_never_leaks import log_stream  # noqa: F401  (a fixture)
-from tests.servers import free_port
+from tests.servers import app_server, free_port
 from transact.auth import Accounts, SigningKeys
 from transact.contracts import Message
 from transact.ivr import prompts
 from transact.ivr.domain import Flow
 from transact.ivr.lookup import SIGNATURE_HEADER, signature
 from transact.kernel.audio import FRAME_SAMPLES
-from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS
 from transact.telephony.simulate import customer_audio
 
 PASSWORD = "correct-horse-42"
@@ -222,15 +220,7 @@ async def merchant(accounts: dict[str, tuple[int, str, str]]) -> AsyncIterator[M
     async def lookup(request: Request) -> Response:
         return shop.answer(await request.body(), request.headers.get(SIGNATURE_HEADER, ""))
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
-        )
-    )
+    server = app_server(app, port)
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

@@ -15,17 +15,16 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.servers import free_port
+from tests.servers import app_server, free_port
 from transact import notifications, runtime
 from transact.auth import Accounts, SigningKeys
 from transact.contracts import Message
 from transact.kernel import Kernel
 from transact.kernel.errors import ApiError
-from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS, create_app
+from transact.kernel.http import create_app
 from transact.kernel.settings import load_settings
 from transact.notifications import Hub
 
@@ -187,16 +186,7 @@ async def serving(database_url: str, data_dir: Path, **overrides: Any) -> AsyncI
     app = create_app(kernel, services, manage_kernel=True)
     await kernel.db.migrate()
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            lifespan="on",
-            timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
-        )
-    )
+    server = app_server(app, port)
     running = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started:

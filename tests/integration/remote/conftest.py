@@ -24,13 +24,12 @@ from aiosmtpd.controller import Controller
 
 from tests.integration.capture.conftest import KEY, PASSWORD
 from tests.integration.psp.conftest import CREDENTIALS, simulator  # noqa: F401  (a fixture)
-from tests.servers import free_port
+from tests.servers import app_server, free_port
 from transact import runtime
 from transact.auth import Accounts, SigningKeys
 from transact.communications.sms_simulator import DEFAULT_AUTH_TOKEN, create_sms_simulator
 from transact.contracts import Message
 from transact.kernel import Kernel
-from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS
 from transact.kernel.settings import load_settings
 
 SERVICES = ["gateway", "auth", "capture", "psp", "communications", "remote"]
@@ -287,16 +286,7 @@ async def running_desk(tmp_path: Path, psp_url: str, **overrides: Any) -> AsyncI
 
     for topic in TOPICS:
         kernel.bus.subscribe(topic, "test-observer", record)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            lifespan="on",
-            timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
-        )
-    )
+    server = app_server(app, port)
     serving = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started:

@@ -12,16 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.integration.capture.conftest import KEY
-from tests.servers import free_port
+from tests.servers import app_server, free_port
 from transact import runtime
 from transact.auth import Accounts, SigningKeys
 from transact.contracts import Message
 from transact.kernel import Kernel
-from transact.kernel.http import SERVER_KEEP_ALIVE_SECONDS
 from transact.kernel.settings import load_settings
 from transact.telephony.simulate import media_frame
 
@@ -135,16 +133,7 @@ async def serving(tmp_path: Path, services: list[str], **settings: Any) -> Async
 
     for topic in TOPICS:
         kernel.bus.subscribe(topic, "test-observer", record)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_config=None,
-            lifespan="on",
-            timeout_keep_alive=SERVER_KEEP_ALIVE_SECONDS,
-        )
-    )
+    server = app_server(app, port)
     serving = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started:
