@@ -216,11 +216,7 @@ async def running(tmp_path: Path, *, mfa: bool = True, **settings: Any) -> Async
     line.tenant_id = tenant.id
     # Issuing the media token also publishes the tenant's name in the directory.
     line.token = await accounts.issue_media_token(tenant.id)
-    # Idle connections are dropped before uvicorn's 5 s keep-alive ends: a request on a
-    # connection the server is closing at that moment fails with a ReadError (keying a
-    # card at human pace takes about 5 s between two requests).
-    limits = httpx.Limits(keepalive_expiry=2.0)
-    async with httpx.AsyncClient(base_url=base, timeout=10, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         centre = Centre(line, base, client, accounts, mfa=mfa)
         try:
             await centre.sign_in_admin()
