@@ -36,7 +36,7 @@ class Consumer:
     """The slow consumer as a process of its own."""
 
     def __init__(
-        self, tmp: Path, redis_url: str, namespace: str, visibility: float, seconds: float
+        self, tmp: Path, redis_url: str, namespace: str, visibility: float, how_long: str
     ) -> None:
         self.marks = tmp / "marks"
         self.marks.touch()
@@ -55,7 +55,7 @@ class Consumer:
         )
         port = free_port()
         module = "tests.integration.distributed.slow_consumer"
-        argv = [sys.executable, "-m", module, str(self.marks), str(seconds), str(port)]
+        argv = [sys.executable, "-m", module, str(self.marks), how_long, str(port)]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 argv,
@@ -101,15 +101,16 @@ def scenarios(
     tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[dict[str, Scenario]]:
     """Both consumers start at once (starting a Python process is the slow part): for
-    SIGTERM a 30 s visibility timeout and 2 s handlers; for SIGKILL a 2 s visibility
-    timeout and handlers that would take a minute, so one is surely in flight."""
+    SIGTERM a 30 s visibility timeout and a handler that lasts until the bus stops, so it
+    is in flight when the signal comes; for SIGKILL a 2 s visibility timeout and handlers
+    that would take a minute, so one is surely in flight."""
     made: dict[str, Scenario] = {}
     try:
-        for name, visibility, seconds in (("term", 30.0, 2.0), ("kill", 2.0, 60.0)):
+        for name, visibility, how_long in (("term", 30.0, "until-stopped"), ("kill", 2.0, "60")):
             namespace = f"t{uuid.uuid4().hex[:12]}"
             sent = asyncio.run(three_waiting(redis_url, namespace))
             workdir = tmp_path_factory.mktemp(name)
-            consumer = Consumer(workdir, redis_url, namespace, visibility, seconds)
+            consumer = Consumer(workdir, redis_url, namespace, visibility, how_long)
             made[name] = Scenario(consumer, namespace, sent)
         for scenario in made.values():
             first = f"started {scenario.sent[0].id}"

@@ -61,21 +61,28 @@ async def test_payments_are_counted_once_in_the_hour_they_were_decided(board: Bo
     def by_hour(body: dict[str, Any]) -> dict[str, int]:
         return {s["period"]: s["authorized"] for s in body["series"] if s["payments"]}
 
+    def channels_of(body: dict[str, Any]) -> dict[str, int]:
+        return {c["channel"]: c["payments"] for c in body["channels"]}
+
     # Events are applied in any order (an outcome may overtake its request, a handler that
     # lost a race is retried a second later): wait until all of them are in, the repeat
-    # under another id included, which moves p1 to the earlier of its two hours.
+    # under another id included, which moves p1 to the earlier of its two hours, and every
+    # request, which names the channel (until then an outcome counts as "unknown").
     body = await board.until(
         sue,
         query(granularity="hour"),
-        lambda b: settled(b, 3, 1700) and by_hour(b) == expected_hours,
+        lambda b: (
+            settled(b, 3, 1700)
+            and by_hour(b) == expected_hours
+            and channels_of(b) == {"keypad": 2, "link": 1}
+        ),
     )
     totals = body["totals"]
     assert (totals["authorized"], totals["declined"], totals["failed"]) == (2, 1, 0)
     assert totals["amounts"] == {"GBP": {"authorized": 1700, "refunded": 0}}
     assert totals["approval_rate"] == round(2 / 3, 4)
     assert by_hour(body) == expected_hours
-    channels = {c["channel"]: c["payments"] for c in body["channels"]}
-    assert channels == {"keypad": 2, "link": 1}
+    assert channels_of(body) == {"keypad": 2, "link": 1}
     assert body["declines"] == [{"code": "insufficient_funds", "outcome": "declined", "count": 1}]
     agents = {a["agent"]: a["payments"] for a in body["agents"]}
     assert agents == {"alice": 1, "(none)": 2}
