@@ -435,6 +435,14 @@ bench_app = typer.Typer(help="Benchmarks; each prints one JSON object.", no_args
 app.add_typer(bench_app, name="bench")
 
 
+@bench_app.callback()
+def bench_logging() -> None:
+    """Stdout carries the JSON alone: warnings go to stderr, and nothing chattier."""
+    from transact.kernel.logging import configure_logging
+
+    configure_logging("WARNING", json=False)
+
+
 def _progress(step: str) -> None:
     """Steps of a long benchmark, on stderr: stdout carries only its JSON."""
     Console(stderr=True).print(f"{step} ...", highlight=False)

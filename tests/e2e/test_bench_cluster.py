@@ -25,7 +25,7 @@ def test_the_cluster_benchmark_reports_throughput_overhead_and_cores() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout)
     assert result["benchmark"] == "payments"
     assert result["psp_instances"] == 2
     assert result["backends"] == {"database": "postgresql", "bus": "redis", "cache": "redis"}
