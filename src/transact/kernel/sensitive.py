@@ -13,6 +13,8 @@ MASK = "***"
 # Groups of digits joined by single spaces or dashes; a group is never split.
 DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]++(?:[ -][0-9]++)*+")
 _DIGIT_GROUP = re.compile(r"[0-9]+")
+# The fewest digits of a card number: card schemes issue 13 to 19.
+CARD_MIN_DIGITS = 13
 
 
 def luhn_valid(digits: str) -> bool:
@@ -31,7 +33,7 @@ def luhn_valid(digits: str) -> bool:
 
 def mask_pan(digits: str) -> str:
     """BIN (first 6) and last 4, the most PCI DSS allows to be displayed."""
-    if len(digits) < 13:
+    if len(digits) < CARD_MIN_DIGITS:
         return MASK
     return f"{digits[:6]}{'*' * (len(digits) - 10)}{digits[-4:]}"
 
@@ -51,7 +53,7 @@ def _card_spans(run: str) -> list[tuple[int, int]]:
             digits += run[groups[j][0] : groups[j][1]]
             if len(digits) > 19:
                 break
-            if len(digits) >= 13 and luhn_valid(digits):
+            if len(digits) >= CARD_MIN_DIGITS and luhn_valid(digits):
                 longest = j
         if longest < 0:
             continue
@@ -80,6 +82,8 @@ def redact_card_numbers(text: str) -> str:
 
     def _replace(match: re.Match[str]) -> str:
         run = match.group(0)
+        if len(run) < CARD_MIN_DIGITS:  # too short to hold a card number's digits
+            return run
         out: list[str] = []
         pos = 0
         for start, end in _card_spans(run):

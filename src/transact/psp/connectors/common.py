@@ -221,8 +221,12 @@ class Scrubber:
             inner = json.loads(raw) if raw.startswith('"') else raw
             return f'"{key}": {json.dumps(_mask_value(key.lower(), inner))}'
 
-        text = _JSON_PAIR.sub(_json, text)
-        text = _FORM_PAIR.sub(_form, text)
+        # Each sweep runs only where its pattern could match at all: most strings of a
+        # transcript are ids and codes, and a transcript is scrubbed for every attempt.
+        if '"' in text:
+            text = _JSON_PAIR.sub(_json, text)
+        if "=" in text:
+            text = _FORM_PAIR.sub(_form, text)
         text = _BEARER.sub(lambda m: f"{m.group(1)} {MASK}", text)
         return redact_card_numbers(text)
 
