@@ -89,7 +89,11 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = async_sessionmaker(
+            self.engine,
+            expire_on_commit=False,
+            class_=sqlite_inline.InlineSession if self.dialect == "sqlite" else AsyncSession,
+        )
         self._writer: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._writer_task: asyncio.Task[Any] | None = None
         # Told, after each commit, the outbox messages that transaction added (the
@@ -143,6 +147,10 @@ class Database:
                 await stack.enter_async_context(self._writing())
             session = await stack.enter_async_context(self.sessions())
             await stack.enter_async_context(session.begin())
+            if self.dialect == "sqlite":
+                # The connection and its BEGIN IMMEDIATE now, through the greenlet (the
+                # lock may have to be waited for); the statements then run inline.
+                await session.connection()
             yield session
         # Reached only when the transaction committed.
         committed = session.info.pop(COMMITTED_MESSAGES, None)

@@ -13,6 +13,11 @@ retried after an asynchronous sleep, so the lock holder can go on meanwhile.
 Retrying is safe: a statement refused with SQLITE_BUSY has done nothing, and
 every write transaction takes its lock at `BEGIN IMMEDIATE` (see `database.py`),
 so inside one a statement is never refused.
+
+For the same reason a transaction's statements need no greenlet: `InlineSession`
+runs them directly, once its connection has been had (and `BEGIN IMMEDIATE`
+waited for) through the usual greenlet. An async session spends more on the
+greenlet hand-off of each statement than SQLite spends running it.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import pool
+from sqlalchemy import pool, util
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
 DRIVER = "transact_inline"
@@ -134,5 +140,57 @@ class InlineSQLiteDialect(SQLiteDialect_pysqlite):
             return pool.AsyncAdaptedQueuePool
         return pool.StaticPool
 
+
+class InlineSession(AsyncSession):
+    """An async session whose statements run inline, without a greenlet each.
+
+    Only for a session whose transaction already holds its connection (see
+    `Database.transaction`): a statement that had to check a connection out of
+    the pool or begin a transaction would need the greenlet after all. Results
+    are buffered, as `AsyncSession` buffers them.
+    """
+
+    @staticmethod
+    def _options(execution_options: Any) -> Any:
+        if execution_options:
+            return util.immutabledict(execution_options).union(_BUFFERED)
+        return _BUFFERED
+
+    async def execute(
+        self,
+        statement: Any,
+        params: Any = None,
+        *,
+        execution_options: Any = util.EMPTY_DICT,
+        bind_arguments: Any = None,
+        **kw: Any,
+    ) -> Any:
+        return self.sync_session.execute(
+            statement,
+            params=params,
+            execution_options=self._options(execution_options),
+            bind_arguments=bind_arguments,
+            **kw,
+        )
+
+    async def scalar(
+        self,
+        statement: Any,
+        params: Any = None,
+        *,
+        execution_options: Any = util.EMPTY_DICT,
+        bind_arguments: Any = None,
+        **kw: Any,
+    ) -> Any:
+        return self.sync_session.scalar(
+            statement,
+            params=params,
+            execution_options=self._options(execution_options),
+            bind_arguments=bind_arguments,
+            **kw,
+        )
+
+
+_BUFFERED = util.immutabledict({"prebuffer_rows": True})
 
 registry.register(f"sqlite.{DRIVER}", __name__, "InlineSQLiteDialect")
