@@ -128,3 +128,32 @@ async def test_rows_survive_a_large_read_and_many_parameters(url: str) -> None:
         assert [r.n for r in rows] == list(range(500))
     finally:
         await db.close()
+
+
+async def test_a_transactions_statements_run_without_a_greenlet_each(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.ext.asyncio import session as async_session
+
+    spawned: list[str] = []
+    real = async_session.greenlet_spawn
+
+    async def counted(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        spawned.append(getattr(fn, "__name__", str(fn)))
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(async_session, "greenlet_spawn", counted)
+    db = Database(url)
+    try:
+        async with db.transaction() as session:
+            assert isinstance(session, sqlite_inline.InlineSession)
+            for n in range(10):
+                await session.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+            total = await session.scalar(text("SELECT sum(n) FROM t"))
+            assert total == 45
+        # The connection with its BEGIN IMMEDIATE, the commit and the close: not one
+        # hand-off per statement.
+        assert len(spawned) <= 4, spawned
+        assert await _count(db) == 10
+    finally:
+        await db.close()
