@@ -157,3 +157,23 @@ async def test_a_transactions_statements_run_without_a_greenlet_each(
         assert await _count(db) == 10
     finally:
         await db.close()
+
+
+async def test_a_savepoint_rolls_back_alone_and_a_released_one_is_kept(url: str) -> None:
+    db = Database(url)
+    try:
+        async with db.transaction() as session:
+            await session.execute(text("INSERT INTO t VALUES (1)"))
+            with pytest.raises(RuntimeError):
+                async with session.begin_nested():
+                    assert session.in_nested_transaction()
+                    await session.execute(text("INSERT INTO t VALUES (2)"))
+                    raise RuntimeError("only this part goes")
+            assert not session.in_nested_transaction()
+            async with session.begin_nested():
+                await session.execute(text("INSERT INTO t VALUES (3)"))
+        async with db.transaction() as session:
+            kept = (await session.execute(text("SELECT n FROM t ORDER BY n"))).scalars().all()
+        assert kept == [1, 3]
+    finally:
+        await db.close()

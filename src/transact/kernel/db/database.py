@@ -45,7 +45,7 @@ _MIGRATION_LOCK = 0x7472616E73616374
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
-    # Let SQLAlchemy, not the driver, open transactions (see _sqlite_begin).
+    # Let SQLAlchemy, not the driver, open transactions (see the dialect's do_begin).
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -57,12 +57,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
     # locked database is waited for asynchronously instead (see sqlite_inline).
     cursor.execute("PRAGMA busy_timeout=0")
     cursor.close()
-
-
-def _sqlite_begin(conn: Any) -> None:
-    # IMMEDIATE takes the write lock at BEGIN, so a read-then-write transaction (the
-    # audit chain, a state machine) cannot be overtaken between its read and its write.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -88,12 +82,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(parsed, **options)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
-        self.sessions = async_sessionmaker(
-            self.engine,
-            expire_on_commit=False,
-            class_=sqlite_inline.InlineSession if self.dialect == "sqlite" else AsyncSession,
-        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._writer_task: asyncio.Task[Any] | None = None
         # Told, after each commit, the outbox messages that transaction added (the
@@ -138,19 +127,22 @@ class Database:
         """A session inside one transaction: committed on success, rolled back on error.
 
         On SQLite every transaction takes the database's one write lock at BEGIN
-        (see `_sqlite_begin`); transactions of this process queue for it here, in
-        order, instead of in SQLite's busy handler, which polls with sleeps of up
-        to 100 ms. Other processes on the same file still meet `busy_timeout`.
+        (see `sqlite_inline`); transactions of this process queue for it here, in
+        order, and its statements run inline (`InlineSession`). Another process
+        holding the lock is waited for asynchronously.
         """
         async with AsyncExitStack() as stack:
+            session: AsyncSession
             if self.dialect == "sqlite":
                 await stack.enter_async_context(self._writing())
-            session = await stack.enter_async_context(self.sessions())
-            await stack.enter_async_context(session.begin())
-            if self.dialect == "sqlite":
-                # The connection and its BEGIN IMMEDIATE now, through the greenlet (the
-                # lock may have to be waited for); the statements then run inline.
-                await session.connection()
+                # The connection and its BEGIN IMMEDIATE through the greenlet (the lock
+                # may have to be waited for); the statements then run inline.
+                connection = await stack.enter_async_context(self.engine.connect())
+                await stack.enter_async_context(connection.begin())
+                session = sqlite_inline.InlineSession(connection)
+            else:
+                session = await stack.enter_async_context(self.sessions())
+                await stack.enter_async_context(session.begin())
             yield session
         # Reached only when the transaction committed.
         committed = session.info.pop(COMMITTED_MESSAGES, None)

@@ -11,13 +11,13 @@ another process, or by a transaction of this one that is waiting on I/O) is
 retried after an asynchronous sleep, so the lock holder can go on meanwhile.
 
 Retrying is safe: a statement refused with SQLITE_BUSY has done nothing, and
-every write transaction takes its lock at `BEGIN IMMEDIATE` (see `database.py`),
+every transaction takes the write lock at `BEGIN IMMEDIATE` (see `do_begin`),
 so inside one a statement is never refused.
 
 For the same reason a transaction's statements need no greenlet: `InlineSession`
 runs them directly, once its connection has been had (and `BEGIN IMMEDIATE`
-waited for) through the usual greenlet. An async session spends more on the
-greenlet hand-off of each statement than SQLite spends running it.
+waited for) through the usual greenlet. An ORM async session spends more on the
+greenlet hand-off and bookkeeping of each statement than SQLite spends running it.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 from sqlalchemy import pool, util
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import URL, Connection, NestedTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
 DRIVER = "transact_inline"
@@ -134,6 +134,12 @@ class InlineSQLiteDialect(SQLiteDialect_pysqlite):
     def import_dbapi(cls) -> Any:
         return _DBAPI()
 
+    def do_begin(self, dbapi_connection: Any) -> None:
+        # IMMEDIATE takes the write lock at BEGIN, so a read-then-write transaction (the
+        # audit chain, a state machine) cannot be overtaken between its read and its
+        # write. Sent to the driver directly: it is the statement of every transaction.
+        dbapi_connection.execute("BEGIN IMMEDIATE")
+
     @classmethod
     def get_pool_class(cls, url: URL) -> type[pool.Pool]:
         if cls._is_url_file_db(url):
@@ -142,13 +148,17 @@ class InlineSQLiteDialect(SQLiteDialect_pysqlite):
 
 
 class InlineSession(AsyncSession):
-    """An async session whose statements run inline, without a greenlet each.
+    """The session of a SQLite transaction: its statements run inline on the
+    transaction's connection, without a greenlet each and without the ORM session's
+    bookkeeping (Transact maps no classes; its statements are Core ones).
 
-    Only for a session whose transaction already holds its connection (see
-    `Database.transaction`): a statement that had to check a connection out of
-    the pool or begin a transaction would need the greenlet after all. Results
-    are buffered, as `AsyncSession` buffers them.
+    `Database.transaction` makes one around a connection whose `BEGIN IMMEDIATE`
+    it has already awaited. Results are buffered, as `AsyncSession` buffers them.
     """
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        super().__init__(bind=connection, expire_on_commit=False)
+        self._held: Connection = connection.sync_connection  # type: ignore[assignment]
 
     @staticmethod
     def _options(execution_options: Any) -> Any:
@@ -165,12 +175,8 @@ class InlineSession(AsyncSession):
         bind_arguments: Any = None,
         **kw: Any,
     ) -> Any:
-        return self.sync_session.execute(
-            statement,
-            params=params,
-            execution_options=self._options(execution_options),
-            bind_arguments=bind_arguments,
-            **kw,
+        return self._held.execute(
+            statement, params, execution_options=self._options(execution_options)
         )
 
     async def scalar(
@@ -182,13 +188,35 @@ class InlineSession(AsyncSession):
         bind_arguments: Any = None,
         **kw: Any,
     ) -> Any:
-        return self.sync_session.scalar(
-            statement,
-            params=params,
-            execution_options=self._options(execution_options),
-            bind_arguments=bind_arguments,
-            **kw,
+        return self._held.scalar(
+            statement, params, execution_options=self._options(execution_options)
         )
+
+    def in_nested_transaction(self) -> bool:
+        return self._held.in_nested_transaction()
+
+    def begin_nested(self) -> Any:
+        return _Savepoint(self._held)
+
+
+class _Savepoint:
+    """`async with session.begin_nested():` on the held connection: a SAVEPOINT,
+    released when the block ends normally, rolled back to when it raises."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._savepoint: NestedTransaction | None = None
+
+    async def __aenter__(self) -> _Savepoint:
+        self._savepoint = self._connection.begin_nested()
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: Any) -> None:
+        assert self._savepoint is not None
+        if kind is None:
+            self._savepoint.commit()
+        else:
+            self._savepoint.rollback()
 
 
 _BUFFERED = util.immutabledict({"prebuffer_rows": True})
