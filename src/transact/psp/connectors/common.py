@@ -141,6 +141,8 @@ _JSON_PAIR = re.compile(
 
 def _leaf_name(key: str) -> str:
     """`payment_method_data[card][cvc]` (or its %5B-encoded form) names `cvc`."""
+    if "[" not in key and "%" not in key:  # a plain name, as JSON keys are
+        return key.lower()
     decoded = key.replace("%5B", "[").replace("%5D", "]").replace("%5b", "[").replace("%5d", "]")
     segments = _FORM_SEGMENT.findall(decoded)
     leaf = segments[-1] if segments else decoded
@@ -176,6 +178,11 @@ class Scrubber:
         return self._sensitive(key) or key.lower() in SECRET_HEADERS
 
     def _scrub(self, value: Any) -> Any:
+        # The commonest leaves first, before the slower checks against ABCs.
+        if isinstance(value, str):
+            return self._string(value)
+        if value is None or isinstance(value, int | float):
+            return value  # numbers, booleans, None: only sensitive under a sensitive key
         if isinstance(value, HttpCall):
             return replace(
                 value,
@@ -183,7 +190,7 @@ class Scrubber:
                 json=self._scrub(value.json),
                 form=None if value.form is None else self._scrub(dict(value.form)),
             )
-        if isinstance(value, Mapping):
+        if isinstance(value, dict | Mapping):
             out: dict[Any, Any] = {}
             for key, item in value.items():
                 name = str(key)
@@ -199,9 +206,7 @@ class Scrubber:
             return items if isinstance(value, list) else tuple(items)
         if isinstance(value, bytes | bytearray):
             return self._string(bytes(value).decode("utf-8", errors="replace"))
-        if isinstance(value, str):
-            return self._string(value)
-        return value  # numbers, booleans, None: only sensitive under a sensitive key
+        return value
 
     def _headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         return {k: (MASK if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
