@@ -15,11 +15,11 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 
 from transact.kernel.db import sqlite_inline
+from transact.kernel.db.core_session import CoreSession
 from transact.kernel.errors import BackendUnavailable, ConfigError
 from transact.kernel.settings import redact_url
 
@@ -82,7 +82,6 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(parsed, **options)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._writer: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._writer_task: asyncio.Task[Any] | None = None
         # Told, after each commit, the outbox messages that transaction added (the
@@ -126,23 +125,24 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error.
 
+        Its statements go straight to the transaction's connection (`CoreSession`).
         On SQLite every transaction takes the database's one write lock at BEGIN
         (see `sqlite_inline`); transactions of this process queue for it here, in
         order, and its statements run inline (`InlineSession`). Another process
         holding the lock is waited for asynchronously.
         """
         async with AsyncExitStack() as stack:
-            session: AsyncSession
             if self.dialect == "sqlite":
                 await stack.enter_async_context(self._writing())
-                # The connection and its BEGIN IMMEDIATE through the greenlet (the lock
-                # may have to be waited for); the statements then run inline.
-                connection = await stack.enter_async_context(self.engine.connect())
-                await stack.enter_async_context(connection.begin())
-                session = sqlite_inline.InlineSession(connection)
-            else:
-                session = await stack.enter_async_context(self.sessions())
-                await stack.enter_async_context(session.begin())
+            # On SQLite the connection and its BEGIN IMMEDIATE go through the greenlet
+            # (the lock may have to be waited for); the statements then run inline.
+            connection = await stack.enter_async_context(self.engine.connect())
+            await stack.enter_async_context(connection.begin())
+            session = (
+                sqlite_inline.InlineSession(connection)
+                if self.dialect == "sqlite"
+                else CoreSession(connection)
+            )
             yield session
         # Reached only when the transaction committed.
         committed = session.info.pop(COMMITTED_MESSAGES, None)

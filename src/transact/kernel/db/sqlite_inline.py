@@ -32,8 +32,10 @@ from sqlalchemy import pool, util
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL, Connection, NestedTransaction
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util.concurrency import await_, in_greenlet
+
+from transact.kernel.db.core_session import CoreSession
 
 DRIVER = "transact_inline"
 
@@ -147,17 +149,16 @@ class InlineSQLiteDialect(SQLiteDialect_pysqlite):
         return pool.StaticPool
 
 
-class InlineSession(AsyncSession):
+class InlineSession(CoreSession):
     """The session of a SQLite transaction: its statements run inline on the
-    transaction's connection, without a greenlet each and without the ORM session's
-    bookkeeping (Transact maps no classes; its statements are Core ones).
+    transaction's connection, without a greenlet each.
 
     `Database.transaction` makes one around a connection whose `BEGIN IMMEDIATE`
     it has already awaited. Results are buffered, as `AsyncSession` buffers them.
     """
 
     def __init__(self, connection: AsyncConnection) -> None:
-        super().__init__(bind=connection, expire_on_commit=False)
+        super().__init__(connection)
         self._held: Connection = connection.sync_connection  # type: ignore[assignment]
 
     @staticmethod
