@@ -181,6 +181,8 @@ class Psp:
         self._in_process = InProcess(sandbox_app) if sandbox_app is not None else None
         self._clients: dict[str, httpx.AsyncClient] = {}
         self.breaker = domain.BreakerPolicy()
+        # Per connector: whether the last look at its failure count found one.
+        self._failures_seen: dict[str, bool] = {}
         # Told how long each PSP call took (the benchmark separates PSP time from ours).
         self.observe_call: Callable[[HttpCall, float], None] | None = None
         self.metrics = psp_metrics(kernel.metrics)
@@ -279,6 +281,7 @@ class Psp:
 
     async def _breaker_open(self, connector: str) -> bool:
         failures = await self.kernel.cache.get(f"psp:breaker:{connector}")
+        self._failures_seen[connector] = failures is not None
         is_open = failures is not None and int(failures) >= self.breaker.threshold
         self.metrics.circuit(connector, is_open)
         return is_open
@@ -286,10 +289,15 @@ class Psp:
     async def _breaker_record(self, connector: str, healthy: bool) -> None:
         key = f"psp:breaker:{connector}"
         if healthy:
-            await self.kernel.cache.delete(key)
+            # A success resets the count, a cache round trip saved where the last look
+            # (just before this call) found none to reset.
+            if self._failures_seen.get(connector, True):
+                await self.kernel.cache.delete(key)
+                self._failures_seen[connector] = False
             self.metrics.circuit(connector, False)
         else:
             failures = await self.kernel.cache.incr(key, ttl=self.breaker.open_seconds)
+            self._failures_seen[connector] = True
             self.metrics.circuit(connector, failures >= self.breaker.threshold)
 
     async def _call(

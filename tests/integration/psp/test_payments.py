@@ -304,6 +304,22 @@ async def test_an_open_circuit_skips_a_failing_psp(shop: Shop) -> None:
     assert [a["connector"] for a in tried] == ["checkout"], "stripe skipped while open"
 
 
+async def test_a_success_resets_the_count_of_failures(shop: Shop) -> None:
+    failing = ({"connector": "stripe", "base_url": REFUSED},)
+    fallback = {"connector": "checkout", "base_url": shop.sim, "priority": 1}
+    await shop.routes(*failing, fallback)
+    for _ in range(4):  # one short of opening the circuit
+        assert (await pay(shop))["outcome"]["connector"] == "checkout"
+    await shop.routes({"connector": "stripe", "base_url": shop.sim}, fallback)
+    assert (await pay(shop))["outcome"]["connector"] == "stripe"  # healthy again: reset
+    await shop.routes(*failing, fallback)
+    for _ in range(4):
+        assert (await pay(shop))["outcome"]["connector"] == "checkout"
+    view = await pay(shop)
+    tried = await attempts(shop, view["id"])
+    assert [a["connector"] for a in tried] == ["stripe", "checkout"], "not open: it was reset"
+
+
 async def test_a_refund_done_but_answered_with_a_5xx_is_recorded_once(shop: Shop) -> None:
     await shop.routes({"connector": "adyen", "base_url": shop.sim})
     view = await pay(shop, amount=1000)
