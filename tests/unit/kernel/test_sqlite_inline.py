@@ -177,3 +177,23 @@ async def test_a_savepoint_rolls_back_alone_and_a_released_one_is_kept(url: str)
         assert kept == [1, 3]
     finally:
         await db.close()
+
+
+async def test_the_write_turns_connection_is_kept_and_a_failed_transaction_leaves_it_clean(
+    url: str,
+) -> None:
+    db = Database(url)
+    try:
+        async with db.transaction() as session:
+            await session.execute(text("INSERT INTO t VALUES (1)"))
+            first = session.core
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as session:
+                await session.execute(text("INSERT INTO t VALUES (2)"))
+                raise RuntimeError("rolled back")
+        async with db.transaction() as session:
+            assert session.core is first  # no check-out and check-in per transaction
+            await session.execute(text("INSERT INTO t VALUES (3)"))
+        assert await _count(db) == 2
+    finally:
+        await db.close()

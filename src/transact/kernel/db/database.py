@@ -13,6 +13,7 @@ from sqlalchemy import MetaData, Row, Select, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     create_async_engine,
@@ -84,6 +85,7 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._writer: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._writer_task: asyncio.Task[Any] | None = None
+        self._resident: tuple[asyncio.AbstractEventLoop, AsyncConnection] | None = None
         # Told, after each commit, the outbox messages that transaction added (the
         # running relay publishes them at once; see `OutboxRelay`).
         self.after_commit: Callable[[list[Any]], None] | None = None
@@ -95,16 +97,16 @@ class Database:
         return self._writer[1]
 
     @asynccontextmanager
-    async def _writing(self) -> AsyncIterator[None]:
-        """Hold this process's SQLite write turn, if it can be had.
+    async def _writing(self) -> AsyncIterator[bool]:
+        """Hold this process's SQLite write turn, if it can be had; yields whether it is.
 
         A transaction opened inside another in the same task, or a turn not had
-        within WRITE_TURN_WAIT, goes on without it and meets SQLite's own lock and
-        `busy_timeout` instead, as it would without this queue: never a deadlock.
+        within WRITE_TURN_WAIT, goes on without it and meets SQLite's own lock
+        instead, as it would without this queue: never a deadlock.
         """
         task = asyncio.current_task()
         if task is not None and task is self._writer_task:
-            yield
+            yield False
             return
         lock = self._write_lock()
         acquired = False
@@ -112,14 +114,33 @@ class Database:
             async with asyncio.timeout(WRITE_TURN_WAIT):
                 acquired = await lock.acquire()
         if not acquired:
-            yield
+            yield False
             return
         self._writer_task = task
         try:
-            yield
+            yield True
         finally:
             self._writer_task = None
             lock.release()
+
+    async def _turn_connection(self) -> AsyncConnection:
+        """The connection of whoever holds the write turn, kept open from one turn to the
+        next: one transaction at a time uses it, so checking a connection out of the pool
+        and back in (with its reset) for each would be work for nothing."""
+        loop = asyncio.get_running_loop()
+        if self._resident is not None:
+            owner, connection = self._resident
+            if owner is loop and not (connection.closed or connection.invalidated):
+                if connection.in_transaction():  # left open by a failure: never reused
+                    await connection.rollback()
+                return connection
+            self._resident = None
+            if owner is loop:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+        connection = await self.engine.connect()
+        self._resident = (loop, connection)
+        return connection
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -132,11 +153,13 @@ class Database:
         holding the lock is waited for asynchronously.
         """
         async with AsyncExitStack() as stack:
-            if self.dialect == "sqlite":
-                await stack.enter_async_context(self._writing())
-            # On SQLite the connection and its BEGIN IMMEDIATE go through the greenlet
-            # (the lock may have to be waited for); the statements then run inline.
-            connection = await stack.enter_async_context(self.engine.connect())
+            has_turn = self.dialect == "sqlite" and await stack.enter_async_context(self._writing())
+            # On SQLite the BEGIN IMMEDIATE goes through the greenlet (the lock may have
+            # to be waited for); the statements then run inline.
+            if has_turn:
+                connection = await self._turn_connection()
+            else:
+                connection = await stack.enter_async_context(self.engine.connect())
             await stack.enter_async_context(connection.begin())
             session = (
                 sqlite_inline.InlineSession(connection)
@@ -169,6 +192,12 @@ class Database:
             await conn.run_sync(upgrade_to_head)
 
     async def close(self) -> None:
+        if self._resident is not None:
+            owner, connection = self._resident
+            self._resident = None
+            if owner is asyncio.get_running_loop():
+                with contextlib.suppress(Exception):
+                    await connection.close()
         await self.engine.dispose()
 
 
