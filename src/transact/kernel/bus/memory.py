@@ -154,6 +154,9 @@ class MemoryBus:
                 self._dead_letter(g, entry, f"undecodable: {type(exc).__name__}", topic, group)
                 continue
             acked = await run_handler(handler, message, topic, group)
+            # A handler may never suspend (SQLite runs inline): give other tasks, such as
+            # the senders of pushed events, a turn between deliveries, as I/O would.
+            await asyncio.sleep(0)
             current = g.inflight.get(entry.message_id)
             if current is not entry or entry.deliveries != attempt:
                 continue  # reclaimed by another consumer meanwhile; its delivery decides
