@@ -44,7 +44,9 @@ class CoreSession(AsyncSession):
         bind_arguments: Any = None,
         **kw: Any,
     ) -> Any:
-        return await self.core.scalar(statement, params, execution_options=execution_options)
+        # Through `execute`, so a subclass that runs statements another way runs these too.
+        result = await self.execute(statement, params, execution_options=execution_options)
+        return result.scalar()
 
     def in_nested_transaction(self) -> bool:
         return self.core.in_nested_transaction()

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from sqlalchemy import pool, util
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.engine import URL, Connection, NestedTransaction
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util.concurrency import await_, in_greenlet
 
@@ -179,45 +179,6 @@ class InlineSession(CoreSession):
         return self._held.execute(
             statement, params, execution_options=self._options(execution_options)
         )
-
-    async def scalar(
-        self,
-        statement: Any,
-        params: Any = None,
-        *,
-        execution_options: Any = util.EMPTY_DICT,
-        bind_arguments: Any = None,
-        **kw: Any,
-    ) -> Any:
-        return self._held.scalar(
-            statement, params, execution_options=self._options(execution_options)
-        )
-
-    def in_nested_transaction(self) -> bool:
-        return self._held.in_nested_transaction()
-
-    def begin_nested(self) -> Any:
-        return _Savepoint(self._held)
-
-
-class _Savepoint:
-    """`async with session.begin_nested():` on the held connection: a SAVEPOINT,
-    released when the block ends normally, rolled back to when it raises."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-        self._savepoint: NestedTransaction | None = None
-
-    async def __aenter__(self) -> _Savepoint:
-        self._savepoint = self._connection.begin_nested()
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, *_: Any) -> None:
-        assert self._savepoint is not None
-        if kind is None:
-            self._savepoint.commit()
-        else:
-            self._savepoint.rollback()
 
 
 _BUFFERED = util.immutabledict({"prebuffer_rows": True})
