@@ -131,7 +131,7 @@ class Database:
         if self._resident is not None:
             owner, connection = self._resident
             if owner is loop and not (connection.closed or connection.invalidated):
-                if connection.in_transaction():  # left open by a failure: never reused
+                if connection.in_transaction():  # left open by a failure: end it first
                     await connection.rollback()
                 return connection
             self._resident = None
