@@ -200,7 +200,9 @@ async def test_the_agent_reads_labels_and_no_message_carries_the_card(ear: Ear) 
     everything = " ".join(m.model_dump_json() for m in ear.published)
     assert PAN not in everything
     assert card_numbers_in(everything) == []
-    assert not re.search(r"four one one one|4111", everything)
+    # Sealed keys are random base64, which may hold "4111" by chance (it once did).
+    readable = re.sub(r'"sealed":"[^"]*"', '"sealed":""', everything)
+    assert not re.search(r"four one one one|4111", readable)
 
 
 async def test_a_valid_card_number_is_read_back_and_no_asks_for_it_again(ear: Ear) -> None:
