@@ -50,14 +50,23 @@ async def bearer(client: httpx.AsyncClient, username: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
-async def until(client: httpx.AsyncClient, path: str, headers: dict[str, str], want: Any) -> Any:
+async def until(
+    client: httpx.AsyncClient,
+    path: str,
+    headers: dict[str, str],
+    want: Any,
+    within: float = 30.0,
+) -> Any:
+    """Poll `path` until `want(body)`; a deadline in seconds, not a count of polls (300
+    polls were 6-10 s, too few for a message's first trip through a loaded bus)."""
     body: Any = None
-    for _ in range(300):
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
         body = (await client.get(path, headers=headers)).json()
         if want(body):
             return body
         await asyncio.sleep(0.02)
-    raise AssertionError(f"{path} never got there: {body}")
+    raise AssertionError(f"{path} never got there within {within:g} s: {body}")
 
 
 async def test_a_card_keyed_on_the_phone_is_paid_and_heard_by_nobody(
