@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, Row, Select, event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -44,6 +45,11 @@ COMMITTED_MESSAGES = "transact.outbox.messages"
 # Any fixed 64-bit number: serializes `transact migrate` run by several processes at once.
 _MIGRATION_LOCK = 0x7472616E73616374
 
+# A pooled PostgreSQL connection unused for this many seconds is pinged before it is
+# handed out (see `_live_check`).
+PING_IF_IDLE_FOR = 2.0
+_RETURNED_AT = "transact.returned_at"
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
     # Let SQLAlchemy, not the driver, open transactions (see the dialect's do_begin).
@@ -60,6 +66,33 @@ def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
     cursor.close()
 
 
+def _note_return(_: Any, record: Any) -> None:
+    record.info[_RETURNED_AT] = time.monotonic()
+
+
+def _live_check(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
+    """The pool's check-out hook: refuse a dead connection, without a round trip each time.
+
+    SQLAlchemy's pre-ping costs three (BEGIN, a ping, ROLLBACK) at every check-out.
+    A server that stopped or ended the backend closed the socket, which asyncpg has
+    already seen: that costs nothing to ask. Only a connection that sat unused for a
+    while, where a silent network failure could hide, is pinged. Raising
+    DisconnectionError makes the pool reconnect and try again.
+    """
+
+    def hand_out_live(dbapi_conn: Any, record: Any, _: Any) -> None:
+        if dbapi_conn.driver_connection.is_closed():
+            raise DisconnectionError("the database server closed this connection")
+        returned = record.info.get(_RETURNED_AT)
+        if returned is not None and time.monotonic() - returned >= PING_IF_IDLE_FOR:
+            try:
+                dialect.do_ping(dbapi_conn)
+            except Exception as exc:
+                raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
+
+    return hand_out_live
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
@@ -74,8 +107,7 @@ class Database:
             # The URL names aiosqlite, the async driver users know; SQLite is run
             # inline on the event loop instead, which is several times faster.
             parsed = parsed.set(drivername=f"sqlite+{sqlite_inline.DRIVER}")
-        # A pre-ping checks a pooled network connection; a SQLite file needs none.
-        options: dict[str, Any] = {"echo": echo, "pool_pre_ping": self.dialect != "sqlite"}
+        options: dict[str, Any] = {"echo": echo}
         if self.dialect == "sqlite" and parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         if self.dialect == "postgresql":
@@ -83,6 +115,9 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(parsed, **options)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:  # a pooled network connection is checked as it is handed out
+            event.listen(self.engine.sync_engine, "checkin", _note_return)
+            event.listen(self.engine.sync_engine, "checkout", _live_check(self.engine.dialect))
         self._writer: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._writer_task: asyncio.Task[Any] | None = None
         self._resident: tuple[asyncio.AbstractEventLoop, AsyncConnection] | None = None
