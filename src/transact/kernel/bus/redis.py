@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,7 @@ class _Consumer:
     handler: Handler
     name: str
     held: set[bytes] = field(default_factory=set)
+    reclaim_at: float = 0.0  # monotonic time of the next XAUTOCLAIM
 
 
 class RedisBus:
@@ -221,7 +223,8 @@ class RedisBus:
         await self._ensure_group(topic, group)
         while self._running:
             try:
-                await self._deliver_all(consumer, await self._reclaim(consumer))
+                if time.monotonic() >= consumer.reclaim_at:
+                    await self._deliver_all(consumer, await self._reclaim(consumer))
                 if self._running:
                     await self._deliver_all(consumer, await self._read_new(consumer))
             except asyncio.CancelledError:
@@ -234,8 +237,13 @@ class RedisBus:
                 log.error("bus.redis_error", topic=topic, group=group, error=str(exc))
                 await asyncio.sleep(1.0)
 
+    def _poll_seconds(self) -> float:
+        """How long a read waits for new entries, and so how often an idle consumer
+        looks for entries to reclaim: half the shortest wait an entry may be owed."""
+        return min(self.options.retry_delay, self.options.visibility_timeout) / 2
+
     async def _read_new(self, consumer: _Consumer) -> list[Entry]:
-        block_ms = _ms(min(self.options.retry_delay, self.options.visibility_timeout) / 2)
+        block_ms = _ms(self._poll_seconds())
         response: Any = await self._redis.xreadgroup(
             consumer.group,
             consumer.name,
@@ -267,6 +275,12 @@ class RedisBus:
             count=self.options.batch_size,
         )
         claimed: list[tuple[bytes, dict[bytes, bytes]]] = result[1]
+        # A busy consumer reads new entries far more often than one can fall due for
+        # reclaiming: looking once per poll interval is as prompt as an idle consumer's
+        # blocking read, and saves a round trip per entry. A full batch may have left
+        # more behind, so the next look is at once.
+        full = len(claimed) >= self.options.batch_size
+        consumer.reclaim_at = 0.0 if full else time.monotonic() + self._poll_seconds()
         out = []
         for entry_id, fields in claimed:
             if fields is None:  # trimmed away while pending
