@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from transact.kernel.db import sqlite_inline
-from transact.kernel.db.core_session import CoreSession
+from transact.kernel.db.pg_direct import PgSession
 from transact.kernel.errors import BackendUnavailable, ConfigError
 from transact.kernel.settings import redact_url
 
@@ -199,7 +199,7 @@ class Database:
             session = (
                 sqlite_inline.InlineSession(connection)
                 if self.dialect == "sqlite"
-                else CoreSession(connection)
+                else PgSession(connection)
             )
             yield session
         # Reached only when the transaction committed.
