@@ -48,6 +48,11 @@ _FIELDS = ("at", "tenant_id", "actor", "action", "target", "outcome", "ip", "det
 
 # Built once, so that SQLAlchemy compiles them once (see psp.store).
 _LAST_HASH = select(audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+# PostgreSQL: lock, read the last hash, hash and insert in one round trip (migration 0017).
+_APPEND = text(
+    "SELECT kernel_audit_append(:at, :tenant_id, :actor, :action, :target, :outcome, :ip,"
+    " :details, :canonical, :lock, :genesis)"
+)
 _INSERT = audit_log.insert()
 
 
@@ -55,9 +60,12 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _canonical(record: dict[str, Any]) -> str:
+    return json.dumps([record[f] for f in _FIELDS], separators=(",", ":"))
+
+
 def record_hash(prev_hash: str, record: dict[str, Any]) -> str:
-    canonical = json.dumps([record[f] for f in _FIELDS], separators=(",", ":"))
-    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+    return hashlib.sha256((prev_hash + _canonical(record)).encode()).hexdigest()
 
 
 async def append(
@@ -72,9 +80,6 @@ async def append(
     details: dict[str, Any] | None = None,
 ) -> str:
     """Add one record in the caller's transaction; returns its hash."""
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK})
-    prev = await session.scalar(_LAST_HASH)
     record = {
         "at": _stamp(utcnow()),
         "tenant_id": tenant_id,
@@ -85,6 +90,11 @@ async def append(
         "ip": ip[:64],
         "details": redact_card_numbers(json.dumps(details or {}, sort_keys=True, default=str)),
     }
+    if session.get_bind().dialect.name == "postgresql":
+        arguments = {"canonical": _canonical(record), "lock": _AUDIT_LOCK, "genesis": GENESIS}
+        chained: str = await session.scalar(_APPEND, {**record, **arguments})
+        return chained
+    prev = await session.scalar(_LAST_HASH)
     prev_hash = prev or GENESIS
     digest = record_hash(prev_hash, record)
     await session.execute(_INSERT, {**record, "prev_hash": prev_hash, "hash": digest})
