@@ -58,19 +58,21 @@ outbox = Table(
     Column("published_at", DateTime(timezone=True), nullable=True, index=True),
 )
 
+_INSERT = outbox.insert()
+
 
 async def add_to_outbox(session: AsyncSession, *messages: Message) -> None:
     """Queue messages for publication when (and only if) `session` commits."""
     if not messages:
         return
     now = utcnow()
-    await session.execute(
-        outbox.insert(),
-        [
-            {"message_id": m.id, "topic": m.topic, "payload": m.encode(), "created_at": now}
-            for m in messages
-        ],
-    )
+    rows = [
+        {"message_id": m.id, "topic": m.topic, "payload": m.encode(), "created_at": now}
+        for m in messages
+    ]
+    # One message (the usual case) as one row: a repeated plain statement, which
+    # PostgreSQL runs directly (see pg_direct); several as one executemany.
+    await session.execute(_INSERT, rows[0] if len(rows) == 1 else rows)
     # A savepoint may still roll back alone: its messages wait for the sweep.
     if not session.in_nested_transaction():
         session.info.setdefault(COMMITTED_MESSAGES, []).extend(messages)
