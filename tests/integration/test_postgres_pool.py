@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from transact.kernel.db import Database
 from transact.kernel.db import database as database_module
@@ -93,3 +93,54 @@ async def test_a_connection_that_fails_its_ping_is_replaced(
     monkeypatch.setattr(db.engine.dialect, "do_ping", unanswered_once)
     assert await backend_pid(db) != first, "the transaction ran on a new connection"
     assert len(failed) == 1
+
+
+@pytest.fixture
+def checkouts(db: Database) -> list[Any]:
+    """Every connection the pool hands out."""
+    handed: list[Any] = []
+    event.listen(db.engine.sync_engine, "checkout", lambda conn, *_: handed.append(conn))
+    return handed
+
+
+async def test_a_connection_is_kept_from_one_transaction_to_the_next(
+    db: Database, checkouts: list[Any]
+) -> None:
+    first = await backend_pid(db)
+    for _ in range(20):
+        assert await backend_pid(db) == first
+    assert len(checkouts) == 1, "the pool was asked once"
+
+
+async def test_a_few_connections_are_kept_and_the_rest_go_back_to_the_pool(
+    db: Database,
+) -> None:
+    together = database_module.KEEP_CONNECTIONS + 3
+    entered = asyncio.Event()
+    inside = 0
+
+    async def one() -> None:
+        nonlocal inside
+        async with db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+            inside += 1
+            if inside == together:
+                entered.set()
+            await entered.wait()  # all open at once, so each has its own connection
+
+    await asyncio.gather(*(one() for _ in range(together)))
+    assert db.engine.pool.checkedout() == database_module.KEEP_CONNECTIONS  # type: ignore[attr-defined]
+    await db.close()
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+async def test_a_kept_connection_left_by_a_failed_transaction_is_clean(db: Database) -> None:
+    first = await backend_pid(db)
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            await session.execute(text("CREATE TEMP TABLE scratch (n int)"))
+            raise RuntimeError("the handler failed")
+    async with db.transaction() as session:
+        assert int(await session.scalar(text("SELECT pg_backend_pid()"))) == first
+        gone = await session.scalar(text("SELECT to_regclass('pg_temp.scratch') IS NULL"))
+    assert gone, "the failed transaction was rolled back before the connection was kept"

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from transact.kernel.db import sqlite_inline
+from transact.kernel.db import pg_direct, sqlite_inline
 from transact.kernel.db.pg_direct import PgSession
 from transact.kernel.errors import BackendUnavailable, ConfigError
 from transact.kernel.settings import redact_url
@@ -48,7 +48,12 @@ _MIGRATION_LOCK = 0x7472616E73616374
 # A pooled PostgreSQL connection unused for this many seconds is pinged before it is
 # handed out (see `_live_check`).
 PING_IF_IDLE_FOR = 2.0
+
+# PostgreSQL connections a process keeps checked out between its transactions (see
+# `Database._kept_connection`).
+KEEP_CONNECTIONS = 4
 _RETURNED_AT = "transact.returned_at"
+_KEPT_SINCE = "transact.kept_since"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
@@ -67,7 +72,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
 
 
 def _note_return(_: Any, record: Any) -> None:
-    record.info[_RETURNED_AT] = time.monotonic()
+    # A connection kept between transactions has been unused since it was kept.
+    record.info[_RETURNED_AT] = record.info.pop(_KEPT_SINCE, None) or time.monotonic()
 
 
 def _live_check(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
@@ -121,6 +127,11 @@ class Database:
         self._writer: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._writer_task: asyncio.Task[Any] | None = None
         self._resident: tuple[asyncio.AbstractEventLoop, AsyncConnection] | None = None
+        # PostgreSQL connections between transactions, newest last, with when each was
+        # put back: (loop, [(connection, monotonic time)]).
+        self._kept: tuple[asyncio.AbstractEventLoop, list[tuple[AsyncConnection, float]]] | None = (
+            None
+        )
         # Told, after each commit, the outbox messages that transaction added (the
         # running relay publishes them at once; see `OutboxRelay`).
         self.after_commit: Callable[[list[Any]], None] | None = None
@@ -177,6 +188,40 @@ class Database:
         self._resident = (loop, connection)
         return connection
 
+    def _kept_list(self) -> list[tuple[AsyncConnection, float]]:
+        loop = asyncio.get_running_loop()
+        if self._kept is None or self._kept[0] is not loop:
+            self._kept = (loop, [])
+        return self._kept[1]
+
+    async def _kept_connection(self) -> AsyncConnection:
+        """A PostgreSQL connection kept from an earlier transaction, else one from the pool.
+
+        Checking a connection out of the pool and back in (with its reset) cost about
+        135 microseconds of CPU per transaction, more than the statements of a short one.
+        A kept connection is checked as the pool's check-out hook would: one the server
+        closed, or one unused for PING_IF_IDLE_FOR, goes back to the pool instead, and
+        the pool hands out a checked one.
+        """
+        kept = self._kept_list()
+        while kept:
+            connection, since = kept.pop()
+            if pg_direct.is_open(connection):
+                if time.monotonic() - since < PING_IF_IDLE_FOR:
+                    return connection
+                connection.info[_KEPT_SINCE] = since  # so the pool pings it
+            await _close_quietly(connection)
+        return await self.engine.connect()
+
+    async def _keep(self, connection: AsyncConnection) -> None:
+        """After its transaction ended: keep the connection for the next, or let it go."""
+        kept = self._kept_list()
+        reusable = not connection.in_transaction() and pg_direct.is_open(connection)
+        if reusable and len(kept) < KEEP_CONNECTIONS:
+            kept.append((connection, time.monotonic()))
+        else:
+            await _close_quietly(connection)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error.
@@ -193,6 +238,9 @@ class Database:
             # to be waited for); the statements then run inline.
             if has_turn:
                 connection = await self._turn_connection()
+            elif self.dialect == "postgresql":
+                connection = await self._kept_connection()
+                stack.push_async_callback(self._keep, connection)
             else:
                 connection = await stack.enter_async_context(self.engine.connect())
             await stack.enter_async_context(connection.begin())
@@ -227,6 +275,12 @@ class Database:
             await conn.run_sync(upgrade_to_head)
 
     async def close(self) -> None:
+        if self._kept is not None:
+            owner, kept = self._kept
+            self._kept = None
+            if owner is asyncio.get_running_loop():
+                for connection, _ in kept:
+                    await _close_quietly(connection)
         if self._resident is not None:
             owner, connection = self._resident
             self._resident = None
@@ -234,6 +288,12 @@ class Database:
                 with contextlib.suppress(Exception):
                     await connection.close()
         await self.engine.dispose()
+
+
+async def _close_quietly(connection: AsyncConnection) -> None:
+    """Back to the pool; a connection that fails even that is dropped."""
+    with contextlib.suppress(Exception):
+        await connection.close()
 
 
 def _first_line(exc: BaseException) -> str:

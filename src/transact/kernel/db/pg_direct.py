@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import Select, TextClause, exc, util
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.result import IteratorResult, SimpleResultMetaData
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Delete, Insert, Update, UpdateBase
 
 from transact.kernel.db.core_session import CoreSession
@@ -141,6 +142,19 @@ def _rows(plan: Plan, records: list[Any]) -> IteratorResult[Any]:
     return IteratorResult(SimpleResultMetaData(columns), iter(records))
 
 
+def adapter_of(connection: AsyncConnection) -> Any:
+    """SQLAlchemy's asyncpg adapter under a connection that is checked out and valid."""
+    return connection.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+
+
+def is_open(connection: AsyncConnection) -> bool:
+    """Whether the connection can run a transaction, asked without a round trip: asyncpg
+    has already seen a socket the server closed."""
+    if connection.closed or connection.invalidated:
+        return False
+    return not adapter_of(connection).driver_connection.is_closed()
+
+
 class PgSession(CoreSession):
     """A transaction's statements on PostgreSQL: repeated plain ones run directly."""
 
@@ -164,8 +178,7 @@ class PgSession(CoreSession):
 
     async def _run(self, plan: Plan, arguments: list[Any]) -> Any:
         if self._adapted is None:
-            raw = await self.core.get_raw_connection()
-            self._adapted = raw.dbapi_connection
+            self._adapted = adapter_of(self.core)
         adapted = self._adapted
         async with adapted._execute_mutex:
             # SQLAlchemy begins on PostgreSQL at the first statement; so must we.
