@@ -170,3 +170,15 @@ async def test_returning_and_fresh_statements_keep_sqlalchemys_path(
     assert ids == sorted(ids)
     assert len(set(ids)) == 3
     assert through_sqlalchemy == ["INSERT", "SELECT"] * 3
+
+
+async def test_with_statement_logging_on_every_statement_keeps_sqlalchemys_path(
+    db: Database, through_sqlalchemy: list[str]
+) -> None:
+    db.engine.sync_engine.echo = True  # what echo logs, the direct path would not
+    try:
+        for name in ("a", "b", "c"):
+            await add(db, name)
+    finally:
+        db.engine.sync_engine.echo = False
+    assert through_sqlalchemy == ["INSERT"] * 3

@@ -182,8 +182,7 @@ class Database:
                 return connection
             self._resident = None
             if owner is loop:
-                with contextlib.suppress(Exception):
-                    await connection.close()
+                await _close_quietly(connection)
         connection = await self.engine.connect()
         self._resident = (loop, connection)
         return connection
@@ -285,8 +284,7 @@ class Database:
             owner, connection = self._resident
             self._resident = None
             if owner is asyncio.get_running_loop():
-                with contextlib.suppress(Exception):
-                    await connection.close()
+                await _close_quietly(connection)
         await self.engine.dispose()
 
 

@@ -79,7 +79,9 @@ def plan_for(dialect: Dialect, statement: Any, params: Any) -> Plan | None:
         return None  # executemany
     if not isinstance(statement, _PLANNED):
         return None
-    keys = tuple(sorted(params))
+    # The compiled SQL may differ with the server's version; nothing else of the
+    # dialect varies between asyncpg engines.
+    keys = (str(dialect.server_version_info), *sorted(params))
     try:
         plans = _seen[statement]
     except KeyError:
@@ -90,7 +92,7 @@ def plan_for(dialect: Dialect, statement: Any, params: Any) -> Plan | None:
         return None
     plan = plans[keys]
     if plan is None:
-        plan = plans[keys] = _compile(dialect, statement, keys)
+        plan = plans[keys] = _compile(dialect, statement, keys[1:])
     return plan or None
 
 
@@ -169,7 +171,9 @@ class PgSession(CoreSession):
         bind_arguments: Any = None,
         **kw: Any,
     ) -> Any:
-        plan = None if execution_options else plan_for(self.core.dialect, statement, params)
+        # Options, and statement logging (echo), are SQLAlchemy's to honour.
+        usual = execution_options or self.core.sync_engine.echo
+        plan = None if usual else plan_for(self.core.dialect, statement, params)
         if plan is None:
             return await super().execute(
                 statement, params, execution_options=execution_options, **kw
