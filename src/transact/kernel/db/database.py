@@ -49,8 +49,8 @@ _MIGRATION_LOCK = 0x7472616E73616374
 # handed out (see `_live_check`).
 PING_IF_IDLE_FOR = 2.0
 
-# PostgreSQL connections a process keeps checked out between its transactions (see
-# `Database._kept_connection`).
+# Connections a process keeps checked out between its transactions (see
+# `Database._kept_connection`); on SQLite only the write turn's holder uses one.
 KEEP_CONNECTIONS = 4
 _RETURNED_AT = "transact.returned_at"
 _KEPT_SINCE = "transact.kept_since"
@@ -126,9 +126,8 @@ class Database:
             event.listen(self.engine.sync_engine, "checkout", _live_check(self.engine.dialect))
         self._writer: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._writer_task: asyncio.Task[Any] | None = None
-        self._resident: tuple[asyncio.AbstractEventLoop, AsyncConnection] | None = None
-        # PostgreSQL connections between transactions, newest last, with when each was
-        # put back: (loop, [(connection, monotonic time)]).
+        # Connections between transactions, newest last, with when each was put back:
+        # (loop, [(connection, monotonic time)]).
         self._kept: tuple[asyncio.AbstractEventLoop, list[tuple[AsyncConnection, float]]] | None = (
             None
         )
@@ -169,44 +168,31 @@ class Database:
             self._writer_task = None
             lock.release()
 
-    async def _turn_connection(self) -> AsyncConnection:
-        """The connection of whoever holds the write turn, kept open from one turn to the
-        next: one transaction at a time uses it, so checking a connection out of the pool
-        and back in (with its reset) for each would be work for nothing."""
-        loop = asyncio.get_running_loop()
-        if self._resident is not None:
-            owner, connection = self._resident
-            if owner is loop and not (connection.closed or connection.invalidated):
-                if connection.in_transaction():  # left open by a failure: end it first
-                    await connection.rollback()
-                return connection
-            self._resident = None
-            if owner is loop:
-                await _close_quietly(connection)
-        connection = await self.engine.connect()
-        self._resident = (loop, connection)
-        return connection
-
     def _kept_list(self) -> list[tuple[AsyncConnection, float]]:
         loop = asyncio.get_running_loop()
         if self._kept is None or self._kept[0] is not loop:
             self._kept = (loop, [])
         return self._kept[1]
 
+    def _is_open(self, connection: AsyncConnection) -> bool:
+        if self.dialect == "postgresql":
+            return pg_direct.is_open(connection)
+        return not (connection.closed or connection.invalidated)
+
     async def _kept_connection(self) -> AsyncConnection:
-        """A PostgreSQL connection kept from an earlier transaction, else one from the pool.
+        """A connection kept from an earlier transaction, else one from the pool.
 
         Checking a connection out of the pool and back in (with its reset) cost about
-        135 microseconds of CPU per transaction, more than the statements of a short one.
-        A kept connection is checked as the pool's check-out hook would: one the server
-        closed, or one unused for PING_IF_IDLE_FOR, goes back to the pool instead, and
-        the pool hands out a checked one.
+        135 microseconds of CPU per transaction on PostgreSQL, more than the statements
+        of a short one. A kept connection is checked as the pool's check-out hook would:
+        one that was closed, or a PostgreSQL one unused for PING_IF_IDLE_FOR, goes back
+        to the pool instead, and the pool hands out a checked one.
         """
         kept = self._kept_list()
         while kept:
             connection, since = kept.pop()
-            if pg_direct.is_open(connection):
-                if time.monotonic() - since < PING_IF_IDLE_FOR:
+            if self._is_open(connection):
+                if self.dialect == "sqlite" or time.monotonic() - since < PING_IF_IDLE_FOR:
                     return connection
                 connection.info[_KEPT_SINCE] = since  # so the pool pings it
             await _close_quietly(connection)
@@ -215,7 +201,7 @@ class Database:
     async def _keep(self, connection: AsyncConnection) -> None:
         """After its transaction ended: keep the connection for the next, or let it go."""
         kept = self._kept_list()
-        reusable = not connection.in_transaction() and pg_direct.is_open(connection)
+        reusable = not connection.in_transaction() and self._is_open(connection)
         if reusable and len(kept) < KEEP_CONNECTIONS:
             kept.append((connection, time.monotonic()))
         else:
@@ -234,10 +220,9 @@ class Database:
         async with AsyncExitStack() as stack:
             has_turn = self.dialect == "sqlite" and await stack.enter_async_context(self._writing())
             # On SQLite the BEGIN IMMEDIATE goes through the greenlet (the lock may have
-            # to be waited for); the statements then run inline.
-            if has_turn:
-                connection = await self._turn_connection()
-            elif self.dialect == "postgresql":
+            # to be waited for); the statements then run inline. Only the write turn's
+            # holder, one transaction at a time, reuses a kept SQLite connection.
+            if has_turn or self.dialect == "postgresql":
                 connection = await self._kept_connection()
                 stack.push_async_callback(self._keep, connection)
             else:
@@ -280,11 +265,6 @@ class Database:
             if owner is asyncio.get_running_loop():
                 for connection, _ in kept:
                     await _close_quietly(connection)
-        if self._resident is not None:
-            owner, connection = self._resident
-            self._resident = None
-            if owner is asyncio.get_running_loop():
-                await _close_quietly(connection)
         await self.engine.dispose()
 
 
