@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from transact.voice.digit_head import best_path, head_words, log_likelihood, shared_head
 from transact.voice.numbers import NUMBER_WORDS, spoken_digits
 from transact.voice.segmentation import prefer_count, respaced, word_segments
 
@@ -99,6 +100,9 @@ class Decoding:
     # decode again with each pause stretched to this long, and put the readings (of
     # either decode) with that many words first. 0 turns it off.
     word_pause_ms: int = 250
+    # Digits mode: rank the readings (and add its own) by the digit head trained on the
+    # encoder's output (`digit_head`), which counts runs of one digit as said.
+    digit_head: bool = True
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,12 @@ class WhisperTranscriber:
         Calls CTranslate2 directly rather than `WhisperModel.transcribe`, which keeps
         only the best hypothesis: the others are how capture corrects a group that
         came out one digit short or long (Whisper miscounts runs like "one one one")."""
+        found = self._whisper_readings(samples, mode)
+        if not found or mode != "digits" or not self.settings.decoding.digit_head:
+            return found
+        return _ranked_by_head(samples, found)
+
+    def _whisper_readings(self, samples: npt.NDArray[np.int16], mode: Mode) -> list[str]:
         original = self._decode(samples, mode)
         apart = self._words_apart(samples, mode)
         if not original or apart is None:
@@ -307,6 +317,38 @@ def _features(model: WhisperModel, samples: npt.NDArray[np.int16]) -> Any:
     padded = np.zeros((1, mel.shape[0], WINDOW_FRAMES), dtype=np.float32)
     padded[0, :, : mel.shape[1]] = mel
     return get_ctranslate2_storage(padded)
+
+
+def _encoded(model: WhisperModel, samples: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]:
+    """Whisper's encoder output for just this utterance (T x 384, 20 ms a frame).
+
+    The window is the utterance's own length, not 30 s: the head was trained on such
+    windows, and the encoder's cost grows with the window (about 30 ms for 3 s)."""
+    from faster_whisper.transcribe import get_ctranslate2_storage
+
+    mel = model.feature_extractor(upsample_to_model_rate(samples))[:, :WINDOW_FRAMES]
+    frames = min(WINDOW_FRAMES, mel.shape[1] + mel.shape[1] % 2)  # the encoder halves it
+    window = np.zeros((1, mel.shape[0], frames), dtype=np.float32)
+    window[0, :, : mel.shape[1]] = mel
+    encoded = model.model.encode(get_ctranslate2_storage(window), to_cpu=True)
+    frames_out: npt.NDArray[np.float32] = np.asarray(encoded, dtype=np.float32)[0]
+    return frames_out
+
+
+def _ranked_by_head(samples: npt.NDArray[np.int16], readings: list[str]) -> list[str]:
+    """The readings, with the head's own, likeliest under the digit head first; readings
+    with a word the head does not know keep their order after those it can score."""
+    head = shared_head()
+    if head is None:
+        return readings
+    log_probs = head.log_probs(_encoded(shared_model(), samples))
+    own = " ".join(best_path(log_probs))
+    candidates = list(dict.fromkeys([*readings, *([own] if own else [])]))
+    scores = {}
+    for text in candidates:
+        words = head_words(text)
+        scores[text] = log_likelihood(log_probs, words) if words else float("-inf")
+    return sorted(candidates, key=lambda text: -scores[text])
 
 
 class WhisperSession:

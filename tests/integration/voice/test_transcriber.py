@@ -228,3 +228,29 @@ def test_words_apart_are_counted_right(
     # Said with 80 ms pauses, tiny.en alone hears "one one one one one" and "one one one";
     # stretching the pauses it can hear between the words makes it count them.
     assert recognize_digits(on_the_line(human(digits, speaker)), engine) == digits
+
+
+@pytest.mark.parametrize(
+    ("said", "voice", "speed", "digits"),
+    [
+        ("four one one one one one one one", "en-us", 170, "41111111"),
+        ("five five five five", "en-us", 180, "5555"),
+        ("three three three three", "en", 170, "3333"),
+        ("eight eight eight eight", "en-us", 190, "8888"),
+    ],
+)
+def test_the_digit_head_counts_runs_said_without_pauses(
+    engine: WhisperTranscriber, said: str, voice: str, speed: int, digits: str
+) -> None:
+    # Run together, tiny.en alone writes these with one digit too many or too few
+    # (4111111111, 555, 33333, 88888); the digit head's ranking counts them as said.
+    assert recognize_digits(on_the_line(espeak(said, voice, speed)), engine) == digits
+
+
+def test_without_its_weights_the_transcriber_keeps_whispers_order(
+    engine: WhisperTranscriber, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transact.voice.transcriber as transcriber
+
+    monkeypatch.setattr(transcriber, "shared_head", lambda: None)
+    assert recognize_digits(on_the_line(espeak("four two", "en-us", 150)), engine) == "42"

@@ -1,0 +1,107 @@
+"""The digit head's arithmetic: CTC scoring, best path, the numpy forward pass."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from transact.voice.digit_head import (
+    VOCABULARY,
+    WEIGHTS,
+    DigitHead,
+    _conv1d,
+    best_path,
+    head_words,
+    log_likelihood,
+)
+
+
+def random_log_probs(frames: int, seed: int, classes: int = 4) -> np.ndarray:
+    logits = np.random.default_rng(seed).normal(size=(frames, classes)).astype(np.float32)
+    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+
+def collapse(path: tuple[int, ...]) -> list[int]:
+    out: list[int] = []
+    previous = 0
+    for label in path:
+        if label != previous and label != 0:
+            out.append(label)
+        previous = label
+    return out
+
+
+def brute_force(log_probs: np.ndarray, labels: list[int]) -> float:
+    """Sum over every frame-by-frame path that collapses to the labels."""
+    total = -math.inf
+    for path in itertools.product(range(log_probs.shape[1]), repeat=len(log_probs)):
+        if collapse(path) == labels:
+            score = float(sum(log_probs[t, c] for t, c in enumerate(path)))
+            total = float(np.logaddexp(total, score))
+    return total
+
+
+@pytest.mark.parametrize(
+    ("words", "frames", "seed"),
+    [
+        (["zero"], 3, 1),
+        (["zero", "oh"], 4, 2),
+        (["oh", "oh"], 4, 3),  # a repeat needs a blank between
+        (["zero", "oh", "zero"], 5, 4),
+        (["oh", "zero", "zero"], 6, 5),
+    ],
+)
+def test_likelihood_is_the_sum_over_all_alignments(
+    words: list[str], frames: int, seed: int
+) -> None:
+    # Only the first 4 classes (blank, zero, oh, one) so brute force stays small.
+    log_probs = random_log_probs(frames, seed)
+    labels = [VOCABULARY.index(word) for word in words]
+    assert log_likelihood(log_probs, words) == pytest.approx(
+        brute_force(log_probs, labels), abs=1e-4
+    )
+
+
+def test_a_repeated_word_cannot_fit_without_a_blank_between() -> None:
+    log_probs = random_log_probs(2, 7)
+    assert log_likelihood(log_probs, ["oh", "oh"]) == -math.inf
+    assert log_likelihood(log_probs, ["oh", "zero"]) > -math.inf
+
+
+def test_best_path_merges_repeats_and_drops_blanks() -> None:
+    one, four = VOCABULARY.index("one"), VOCABULARY.index("four")
+    frames = [four, four, 0, one, one, 0, 0, one, 0, one, one]
+    log_probs = np.full((len(frames), len(VOCABULARY)), -10.0, dtype=np.float32)
+    log_probs[np.arange(len(frames)), frames] = 0.0
+    assert best_path(log_probs) == ["four", "one", "one", "one"]
+
+
+def test_head_words_reads_whisper_text_and_refuses_unknown_words() -> None:
+    assert head_words(" Four one, one-  one.") == ["four", "one", "one", "one"]
+    assert head_words("twelve twenty eight") == ["twelve", "twenty", "eight"]
+    assert head_words("one thousand") is None
+    assert head_words(" , ") is None
+
+
+def test_convolution_matches_the_definition() -> None:
+    rng = np.random.default_rng(3)
+    frames = rng.normal(size=(7, 5)).astype(np.float32)
+    weight = rng.normal(size=(4, 5, 3)).astype(np.float32)
+    bias = rng.normal(size=4).astype(np.float32)
+    padded = np.pad(frames, ((1, 1), (0, 0)))
+    expected = np.array(
+        [[bias[o] + np.sum(weight[o] * padded[t : t + 3].T) for o in range(4)] for t in range(7)]
+    )
+    np.testing.assert_allclose(_conv1d(frames, weight, bias), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_shipped_weights_give_a_distribution_per_frame() -> None:
+    assert WEIGHTS.exists(), "digit_head.npz ships inside the package"
+    head = DigitHead()
+    frames = np.random.default_rng(4).normal(size=(25, 384)).astype(np.float32)
+    log_probs = head.log_probs(frames)
+    assert log_probs.shape == (25, len(VOCABULARY))
+    np.testing.assert_allclose(np.exp(log_probs).sum(axis=1), 1.0, rtol=1e-4)
