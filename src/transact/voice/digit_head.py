@@ -96,6 +96,24 @@ def best_path(log_probs: Floats) -> list[str]:
     return words
 
 
+# The head's own reading is offered only when it is all digit words: it was trained on
+# few voices saying "twenty" or "fifteen", and there Whisper's decoder reads better.
+_DIGIT_WORDS: Final = frozenset({"zero", "oh", *UNITS.keys(), "double", "triple"})
+
+
+def rank(log_probs: Floats, readings: list[str]) -> list[str]:
+    """The readings, with the head's own if it is all digit words, likeliest under the
+    head first; readings with a word the head lacks keep their order after the rest."""
+    own = best_path(log_probs)
+    offered = [" ".join(own)] if own and set(own) <= _DIGIT_WORDS else []
+    candidates = list(dict.fromkeys([*readings, *offered]))
+    scores = {}
+    for text in candidates:
+        words = head_words(text)
+        scores[text] = log_likelihood(log_probs, words) if words else float("-inf")
+    return sorted(candidates, key=lambda text: -scores[text])
+
+
 def head_words(text: str) -> list[str] | None:
     """A reading's words in the head's vocabulary (None: it has a word the head lacks)."""
     words = [word.strip(",.-").lower() for word in text.split()]

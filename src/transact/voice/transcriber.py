@@ -12,7 +12,9 @@ stream itself with WebRTC's VAD: it buffers speech and decodes when the caller p
 words and separators, behind a short prompt, and at most a few tokens per second of audio
 (a tiny model can loop on "one one one ..." forever otherwise). The beam's other
 readings come back as `Transcript.alternatives`, so capture can prefer one with the
-digit count it asked for (`numbers.likely_digits`).
+digit count it asked for (`numbers.likely_digits`). In digits mode the digit head
+(`digit_head`, trained on the encoder's output) adds its own reading and puts the
+readings in its order: it counts runs of one digit that the decoder miscounts.
 
 Transcripts may hold card digits: nothing here logs them, and neither may callers.
 """
@@ -30,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from transact.voice.digit_head import best_path, head_words, log_likelihood, shared_head
+from transact.voice.digit_head import rank, shared_head
 from transact.voice.numbers import NUMBER_WORDS, spoken_digits
 from transact.voice.segmentation import prefer_count, respaced, word_segments
 
@@ -336,19 +338,11 @@ def _encoded(model: WhisperModel, samples: npt.NDArray[np.int16]) -> npt.NDArray
 
 
 def _ranked_by_head(samples: npt.NDArray[np.int16], readings: list[str]) -> list[str]:
-    """The readings, with the head's own, likeliest under the digit head first; readings
-    with a word the head does not know keep their order after those it can score."""
+    """The readings in the digit head's order, with its own (`digit_head.rank`)."""
     head = shared_head()
     if head is None:
         return readings
-    log_probs = head.log_probs(_encoded(shared_model(), samples))
-    own = " ".join(best_path(log_probs))
-    candidates = list(dict.fromkeys([*readings, *([own] if own else [])]))
-    scores = {}
-    for text in candidates:
-        words = head_words(text)
-        scores[text] = log_likelihood(log_probs, words) if words else float("-inf")
-    return sorted(candidates, key=lambda text: -scores[text])
+    return rank(head.log_probs(_encoded(shared_model(), samples)), readings)
 
 
 class WhisperSession:

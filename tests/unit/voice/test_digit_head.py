@@ -16,6 +16,7 @@ from transact.voice.digit_head import (
     best_path,
     head_words,
     log_likelihood,
+    rank,
 )
 
 
@@ -105,3 +106,40 @@ def test_the_shipped_weights_give_a_distribution_per_frame() -> None:
     log_probs = head.log_probs(frames)
     assert log_probs.shape == (25, len(VOCABULARY))
     np.testing.assert_allclose(np.exp(log_probs).sum(axis=1), 1.0, rtol=1e-4)
+
+
+def peaks(words: list[str], frames_per_word: int = 3) -> np.ndarray:
+    """Log-probabilities with each word a clear peak, blanks between."""
+    frames = []
+    for word in words:
+        frames += [VOCABULARY.index(word)] * frames_per_word + [0]
+    log_probs = np.full((len(frames), len(VOCABULARY)), -8.0, dtype=np.float32)
+    log_probs[np.arange(len(frames)), frames] = -0.01
+    return log_probs
+
+
+def test_rank_puts_the_reading_the_head_heard_first() -> None:
+    log_probs = peaks(["four", "one", "one", "one"])
+    readings = ["four one one", "Four, one one one one.", "four one one one."]
+    assert rank(log_probs, readings)[0] == "four one one one."
+
+
+def test_rank_offers_the_heads_own_reading_of_digit_words() -> None:
+    log_probs = peaks(["five", "five", "five", "five"])
+    ranked = rank(log_probs, ["five five five", "five five five five five"])
+    assert ranked[0] == "five five five five"
+    assert set(ranked[1:]) == {"five five five", "five five five five five"}
+
+
+def test_rank_does_not_offer_its_own_reading_of_tens_and_teens() -> None:
+    log_probs = peaks(["twelve", "twenty", "eight"])
+    assert rank(log_probs, ["twelve twenty"]) == ["twelve twenty"]
+
+
+def test_rank_keeps_unscorable_readings_last_in_their_order() -> None:
+    log_probs = peaks(["one", "two"])
+    assert rank(log_probs, ["one thousand", "one two", "two thousand"]) == [
+        "one two",
+        "one thousand",
+        "two thousand",
+    ]
