@@ -9,9 +9,9 @@ frame, the probability of each number word or of none ("blank"). A word said twi
 two peaks with a blank between, so runs are counted as said.
 
 The head does two things for a digits-mode utterance (`WhisperTranscriber.readings`):
-its best path is one more reading, and every reading (Whisper's beam and its own) is
+its best path is one more reading (when it is all digit words), and every reading is
 ranked by how likely the head finds it, so capture's choice among them is made by the
-head. The weights (`digit_head.npz`, float16, ~1 MB) ship inside the package and were
+head. The weights (`digit_head.npz`, float16, 0.6 MB) ship inside the package and were
 trained by `tools/train_digit_head.py`; see docs/voice.md for what it was trained on and
 how it was measured.
 
@@ -116,7 +116,7 @@ def rank(log_probs: Floats, readings: list[str]) -> list[str]:
 
 def head_words(text: str) -> list[str] | None:
     """A reading's words in the head's vocabulary (None: it has a word the head lacks)."""
-    words = [word.strip(",.-").lower() for word in text.split()]
+    words = [word.strip(",.").lower() for word in text.replace("-", " ").split()]
     words = [word for word in words if word]
     if not words or any(word not in _INDEX for word in words):
         return None

@@ -83,6 +83,7 @@ def test_best_path_merges_repeats_and_drops_blanks() -> None:
 def test_head_words_reads_whisper_text_and_refuses_unknown_words() -> None:
     assert head_words(" Four one, one-  one.") == ["four", "one", "one", "one"]
     assert head_words("twelve twenty eight") == ["twelve", "twenty", "eight"]
+    assert head_words("Twelve, twenty-eight.") == ["twelve", "twenty", "eight"]
     assert head_words("one thousand") is None
     assert head_words(" , ") is None
 
