@@ -311,12 +311,15 @@ MAX_NEW_TOKENS: Final = 200  # Whisper's context is 448 tokens, the prompt inclu
 WINDOW_FRAMES: Final = 3000  # Whisper hears 30 s windows; shorter ones make it loop
 
 
-def _features(model: WhisperModel, samples: npt.NDArray[np.int16]) -> Any:
-    """Log-mel features of one utterance, padded (or cut) to Whisper's 30 s window."""
+def _features(model: WhisperModel, samples: npt.NDArray[np.int16], *, fit: bool = False) -> Any:
+    """Log-mel features of one utterance, padded (or cut) to Whisper's 30 s window, or
+    (`fit`) to a window just as long as the utterance."""
     from faster_whisper.transcribe import get_ctranslate2_storage
 
     mel = model.feature_extractor(upsample_to_model_rate(samples))[:, :WINDOW_FRAMES]
-    padded = np.zeros((1, mel.shape[0], WINDOW_FRAMES), dtype=np.float32)
+    # The encoder halves the frames, so a fitted window has an even number of them.
+    frames = min(WINDOW_FRAMES, mel.shape[1] + mel.shape[1] % 2) if fit else WINDOW_FRAMES
+    padded = np.zeros((1, mel.shape[0], frames), dtype=np.float32)
     padded[0, :, : mel.shape[1]] = mel
     return get_ctranslate2_storage(padded)
 
@@ -326,15 +329,9 @@ def _encoded(model: WhisperModel, samples: npt.NDArray[np.int16]) -> npt.NDArray
 
     The window is the utterance's own length, not 30 s: the head was trained on such
     windows, and the encoder's cost grows with the window (about 30 ms for 3 s)."""
-    from faster_whisper.transcribe import get_ctranslate2_storage
-
-    mel = model.feature_extractor(upsample_to_model_rate(samples))[:, :WINDOW_FRAMES]
-    frames = min(WINDOW_FRAMES, mel.shape[1] + mel.shape[1] % 2)  # the encoder halves it
-    window = np.zeros((1, mel.shape[0], frames), dtype=np.float32)
-    window[0, :, : mel.shape[1]] = mel
-    encoded = model.model.encode(get_ctranslate2_storage(window), to_cpu=True)
-    frames_out: npt.NDArray[np.float32] = np.asarray(encoded, dtype=np.float32)[0]
-    return frames_out
+    encoded = model.model.encode(_features(model, samples, fit=True), to_cpu=True)
+    frames: npt.NDArray[np.float32] = np.asarray(encoded, dtype=np.float32)[0]
+    return frames
 
 
 def _ranked_by_head(samples: npt.NDArray[np.int16], readings: list[str]) -> list[str]:
