@@ -77,7 +77,16 @@ class Transcriber(Protocol):
 class Endpointing:
     """When an utterance starts and ends (chosen by `transact bench speech`)."""
 
-    pause_ms: int = 400  # this much non-speech ends an utterance
+    # This much non-speech ends an utterance. On a noisy line the VAD misses the quiet
+    # ends of words, so a caller's pause within a group looks longer than it is: 600 ms
+    # keeps groups whole where 400 ms cut them (tuning speakers, docs/voice.md).
+    pause_ms: int = 600
+    # ... unless it holds less speech than `short_speech_ms`: then `short_pause_ms`. On a
+    # noisy line the VAD hears only the vowel of a word like "six", and the pause after
+    # it looks long; read alone, the word is often taken for noise and lost. Waiting
+    # longer joins it to the words that follow.
+    short_speech_ms: int = 400
+    short_pause_ms: int = 1000
     max_utterance_ms: int = 12_000  # decode anyway after this much speech
     min_speech_ms: int = 120  # voiced frames an utterance needs (else a click or a breath)
     preroll_ms: int = 200  # audio kept from before the VAD fired (soft onsets)
@@ -398,11 +407,16 @@ class WhisperSession:
             self._silent = 0
         else:
             self._silent += 1
-        if self._silent * FRAME_MS >= self._ends.pause_ms:
+        if self._silent * FRAME_MS >= self._closing_pause_ms():
             return self._close_utterance()
         if len(self._utterance) * FRAME_MS >= self._ends.max_utterance_ms:
             return self._close_utterance()
         return None
+
+    def _closing_pause_ms(self) -> int:
+        ends = self._ends
+        short = self._voiced * FRAME_MS < ends.short_speech_ms
+        return ends.short_pause_ms if short else ends.pause_ms
 
     def _close_utterance(self) -> Transcript | None:
         frames, voiced, silent = self._utterance, self._voiced, self._silent
