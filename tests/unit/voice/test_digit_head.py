@@ -144,3 +144,30 @@ def test_rank_keeps_unscorable_readings_last_in_their_order() -> None:
         "one thousand",
         "two thousand",
     ]
+
+
+def test_rank_holds_its_own_reading_back_when_it_is_only_a_little_likelier() -> None:
+    # The head hears "eight" at 0.6 and "three" at 0.4: its own reading is about 1.2 nats
+    # likelier than Whisper's, less than the margin, so Whisper's reading stays first.
+    log_probs = peaks(["four", "five", "eight", "two"])
+    log_probs[8:11] = -8.0
+    log_probs[8:11, VOCABULARY.index("eight")] = np.log(0.6)
+    log_probs[8:11, VOCABULARY.index("three")] = np.log(0.4)
+    whisper = "Four five, three, two."
+    assert rank(log_probs, [whisper])[0] == whisper
+    assert rank(log_probs, [whisper], own_margin=0.0)[0] == "four five eight two"
+    # The same reading from Whisper is ranked on its likelihood alone.
+    assert rank(log_probs, [whisper, "four five eight two."])[0] == "four five eight two."
+
+
+def test_rank_does_not_hold_back_its_count_of_a_run() -> None:
+    # Whisper heard the same words but miscounted the run: the head's count wins on its
+    # likelihood alone, however small the lead.
+    log_probs = peaks(["five", "five", "five", "five"])
+    between = [3, 7, 11]  # the blanks that keep the fives apart, now unsure
+    log_probs[between, 0] = np.log(0.8)
+    log_probs[between, VOCABULARY.index("five")] = np.log(0.2)
+    # Its lead is about 0.3 nats; no margin holds a count back.
+    assert rank(log_probs, ["five, five, five."], own_margin=100.0)[0] == "five five five five"
+    # A word Whisper did not hear is held back.
+    assert rank(log_probs, ["five, five, six."], own_margin=100.0)[0] == "five, five, six."
