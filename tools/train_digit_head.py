@@ -397,7 +397,7 @@ def main() -> None:
     fit = commands.add_parser("train", help="train the head and write its weights")
     fit.add_argument("out", type=Path)
     fit.add_argument("data", type=Path, nargs="+")
-    fit.add_argument("--epochs", type=int, default=8)
+    fit.add_argument("--epochs", type=int, default=10)
     fit.add_argument("--width", type=int, default=192)
     fit.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
