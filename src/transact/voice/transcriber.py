@@ -78,9 +78,10 @@ class Endpointing:
     """When an utterance starts and ends (chosen by `transact bench speech`)."""
 
     # This much non-speech ends an utterance. On a noisy line the VAD misses the quiet
-    # ends of words, so a caller's pause within a group looks longer than it is: 600 ms
-    # keeps groups whole where 400 ms cut them (tuning speakers, docs/voice.md).
-    pause_ms: int = 600
+    # ends of words, so a caller's pause within a group looks longer than it is: 800 ms
+    # keeps groups whole where 400 ms cut them (chosen on the tuning speakers, see
+    # docs/voice.md), at the cost of 400 ms more before a field's last result.
+    pause_ms: int = 800
     # ... unless it holds less speech than `short_speech_ms`: then `short_pause_ms`. On a
     # noisy line the VAD hears only the vowel of a word like "six", and the pause after
     # it looks long; read alone, the word is often taken for noise and lost. Waiting

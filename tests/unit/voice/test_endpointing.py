@@ -52,7 +52,7 @@ BETWEEN = (ENDS.pause_ms + ENDS.short_pause_ms) // 2
 
 
 def test_the_defaults_wait_longer_after_a_short_word() -> None:
-    assert ENDS.pause_ms + 100 < BETWEEN < ENDS.short_pause_ms - 100
+    assert ENDS.pause_ms + 60 < BETWEEN < ENDS.short_pause_ms - 60
 
 
 def test_a_pause_ends_an_utterance(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,7 +61,7 @@ def test_a_pause_ends_an_utterance(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_short_pause_does_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    gap = ENDS.pause_ms - 200
+    gap = ENDS.pause_ms - 300
     audio = np.concatenate([quiet(300), burst(800, 1), quiet(gap), burst(800, 2), quiet(1500)])
     assert len(utterance_lengths_ms(audio, ENDS, monkeypatch)) == 1
 
