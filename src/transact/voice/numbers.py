@@ -202,15 +202,26 @@ def _with_scales(words: Sequence[str], head: int, position: int) -> tuple[int | 
     return total, position
 
 
+# A miscounted run is a digit or two off; an alternative further off from the best
+# reading is another reading altogether (a whole card heard one digit short must not
+# become the 12 digits of a worse reading). Chosen on the tuning speakers and espeak
+# voices the benchmark does not use (docs/voice.md).
+MAX_COUNT_SHIFT: Final = 2
+
+
 def likely_digits(readings: Sequence[str], lengths: Container[int]) -> str:
     """The digits of the first reading (best first) with an expected digit count, e.g.
-    4 for a card number's group; the best reading's when none has. A recognizer that
+    4 for a card number's group, and at most `MAX_COUNT_SHIFT` digits more or fewer
+    than the best reading's; the best reading's when none has. A recognizer that
     miscounts "one one one one" usually has the right count among its alternatives."""
     candidates = [spoken_digits(reading) for reading in readings]
+    if not candidates:
+        return ""
+    best = len(candidates[0])
     for digits in candidates:
-        if len(digits) in lengths:
+        if len(digits) in lengths and abs(len(digits) - best) <= MAX_COUNT_SHIFT:
             return digits
-    return candidates[0] if candidates else ""
+    return candidates[0]
 
 
 # --- redaction ------------------------------------------------------------------------------

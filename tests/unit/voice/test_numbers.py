@@ -133,6 +133,16 @@ def test_likely_digits_takes_the_first_reading_with_an_expected_count() -> None:
     assert likely_digits(readings, {4, 5}) == "41111"  # the best reading wins when it fits
 
 
+def test_likely_digits_takes_no_reading_far_off_the_best_count() -> None:
+    # A card heard one digit short: the 16-digit alternative is a miscount away, the
+    # 12-digit one is another reading altogether.
+    fifteen = "five one one one four two four eight three three three three nine two two"
+    twelve = "five one one one four two four eight nine two two six"
+    sixteen = "five one one one four two four eight three three three three three nine two two"
+    assert likely_digits([fifteen, twelve, sixteen], {4, 8, 12, 16}) == "5111424833333922"
+    assert likely_digits([fifteen, twelve], {4, 8, 12, 16}) == "511142483333922"
+
+
 def test_likely_digits_falls_back_to_the_best_reading() -> None:
     assert likely_digits(["four one one", "four one"], {4}) == "411"
     assert likely_digits([], {4}) == ""
