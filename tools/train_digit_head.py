@@ -126,7 +126,7 @@ def recording(path: Path) -> np.ndarray[Any, Any]:
 def joined(
     parts: list[np.ndarray[Any, Any]], rng: random.Random, fast: bool
 ) -> np.ndarray[Any, Any]:
-    """Words 0-120 ms apart (fluent) or 100-380 ms (careful): below the 400 ms pause
+    """Words 0-120 ms apart (fluent) or 100-380 ms (careful): below the pause
     that ends an utterance."""
     low, high = (0.0, 0.12) if rng.random() < 0.6 else (0.1, 0.38)
     if fast:
