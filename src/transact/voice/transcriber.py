@@ -75,7 +75,7 @@ class Transcriber(Protocol):
 
 @dataclass(frozen=True)
 class Endpointing:
-    """When an utterance starts and ends (chosen by `transact bench speech`)."""
+    """When an utterance starts and ends (chosen on the tuning speakers, docs/voice.md)."""
 
     # This much non-speech ends an utterance. On a noisy line the VAD misses the quiet
     # ends of words, so a caller's pause within a group looks longer than it is: 800 ms
