@@ -33,8 +33,14 @@ import numpy.typing as npt
 
 from transact.kernel import isolated
 from transact.kernel.audio import FRAME_SAMPLES, SAMPLE_RATE, read_wav, ulaw_round_trip
+from transact.voice.domain import plausible
 from transact.voice.numbers import likely_digits, spoken_digits
-from transact.voice.transcriber import Transcriber, WhisperSettings, WhisperTranscriber
+from transact.voice.transcriber import (
+    Transcriber,
+    Transcript,
+    WhisperSettings,
+    WhisperTranscriber,
+)
 
 Kind = Literal["card", "expiry", "code"]
 Samples = npt.NDArray[np.int16]
@@ -94,13 +100,14 @@ class Field:
 # Digit counts capture expects from one utterance of each field: card numbers are
 # asked for in groups of four (two groups may run together), expiry MMYY, codes 3-4.
 UTTERANCE_LENGTHS: Final = {"card": {4, 8, 12, 16}, "expiry": {4}, "code": {3, 4}}
+CAPTURE_FIELDS: Final[dict[Kind, str]] = {"card": "pan", "expiry": "expiry", "code": "cvv"}
 
 
 @dataclass
 class Outcome:
     field: Field
     heard: str  # the best reading of every utterance
-    checked: str  # per utterance, the first reading with a digit count capture expects
+    checked: str  # per utterance, the reading capture takes (count, then plausibility)
     latency_s: float  # the decode counted in wall time (slower on a busy machine)
     latency_cpu_s: float  # the decode counted in CPU time (what a free core would take)
     cpu_s: float
@@ -385,6 +392,12 @@ def run_field(transcriber: Transcriber, field: Field) -> Outcome:
     heard: list[str] = []
     checked: list[str] = []
     lengths = UTTERANCE_LENGTHS[field.kind]
+    capture_field = CAPTURE_FIELDS[field.kind]
+
+    def as_capture_takes(result: Transcript) -> str:
+        readings = [result.text, *result.alternatives]
+        return likely_digits(readings, lengths, lambda said: plausible(capture_field, said))
+
     done_at = float(len(field.audio)) / SAMPLE_RATE
     cpu = 0.0
     last_final_at = last_final_cpu_at = None
@@ -396,7 +409,7 @@ def run_field(transcriber: Transcriber, field: Field) -> Outcome:
         finals = [r for r in results if r.final]
         if finals:
             heard.extend(spoken_digits(r.text) for r in finals)
-            checked.extend(likely_digits([r.text, *r.alternatives], lengths) for r in finals)
+            checked.extend(as_capture_takes(r) for r in finals)
             heard_at = (start + FRAME_SAMPLES) / SAMPLE_RATE
             last_final_at = heard_at + time.perf_counter() - wall
             last_final_cpu_at = heard_at + used
@@ -406,7 +419,7 @@ def run_field(transcriber: Transcriber, field: Field) -> Outcome:
     cpu += used
     if finals:
         heard.extend(spoken_digits(r.text) for r in finals)
-        checked.extend(likely_digits([r.text, *r.alternatives], lengths) for r in finals)
+        checked.extend(as_capture_takes(r) for r in finals)
         last_final_at = done_at + time.perf_counter() - wall
         last_final_cpu_at = done_at + used
     end_of_speech = field.speech_end / SAMPLE_RATE

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from transact.kernel.sensitive import CARD_MIN_DIGITS, luhn_valid
 from transact.voice.numbers import likely_digits, redact, redact_continuing, spoken_digits
 
 Answer = Literal["yes", "no"]
@@ -75,6 +76,8 @@ def _says(words: Sequence[str], phrases: Sequence[tuple[str, ...]]) -> bool:
 
 # How many digits one utterance of a field usually holds: a card number is asked for in
 # groups of four (or said whole), an expiry is four, a security code three or four.
+EXPIRY_DIGITS: Final = 4  # MMYY
+MONTHS: Final = 12
 EXPECTED_DIGITS: Final = {
     "pan": frozenset({4, 8, 12, 16, 13, 15, 19}),
     "expiry": frozenset({4}),
@@ -97,10 +100,30 @@ def keys_from_speech(text: str, alternatives: Sequence[str] = (), field: str | N
     """
     words = _words(text)
     expected = EXPECTED_DIGITS.get(field or "")
-    digits = likely_digits([text, *alternatives], expected) if expected else spoken_digits(text)
+    digits = (
+        likely_digits([text, *alternatives], expected, lambda said: plausible(field, said))
+        if expected
+        else spoken_digits(text)
+    )
     clear = "*" if _says(words, _CLEAR) else ""
     done = "#" if _says(words, _DONE) else ""
     return clear + digits + done
+
+
+def plausible(field: str | None, digits: str) -> bool:
+    """Whether one utterance's digits could be what `field` asks for: a whole card
+    number passes Luhn, and an expiry's month is 01-12. A group, or a code, always could.
+
+    >>> plausible("pan", "4111111111111111"), plausible("pan", "4111111111111112")
+    (True, False)
+    >>> plausible("expiry", "4930"), plausible("expiry", "0930")
+    (False, True)
+    """
+    if field == "pan" and len(digits) >= CARD_MIN_DIGITS:
+        return luhn_valid(digits)
+    if field == "expiry" and len(digits) == EXPIRY_DIGITS:
+        return 1 <= int(digits[:2]) <= MONTHS
+    return True
 
 
 def answer_of(text: str) -> Answer | None:

@@ -13,7 +13,7 @@ number words long enough to be a card number, expiry or security code.
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -209,19 +209,27 @@ def _with_scales(words: Sequence[str], head: int, position: int) -> tuple[int | 
 MAX_COUNT_SHIFT: Final = 2
 
 
-def likely_digits(readings: Sequence[str], lengths: Container[int]) -> str:
+def likely_digits(
+    readings: Sequence[str],
+    lengths: Container[int],
+    plausible: Callable[[str], bool] = lambda _digits: True,
+) -> str:
     """The digits of the first reading (best first) with an expected digit count, e.g.
     4 for a card number's group, and at most `MAX_COUNT_SHIFT` digits more or fewer
-    than the best reading's; the best reading's when none has. A recognizer that
-    miscounts "one one one one" usually has the right count among its alternatives."""
+    than the best reading's; of those, the first that is `plausible` (a whole card
+    number passes Luhn), else the first; the best reading's when none has the count.
+    A recognizer that miscounts "one one one one" or mishears one word usually has the
+    right reading among its alternatives."""
     candidates = [spoken_digits(reading) for reading in readings]
     if not candidates:
         return ""
     best = len(candidates[0])
-    for digits in candidates:
-        if len(digits) in lengths and abs(len(digits) - best) <= MAX_COUNT_SHIFT:
-            return digits
-    return candidates[0]
+    counted = [
+        digits
+        for digits in candidates
+        if len(digits) in lengths and abs(len(digits) - best) <= MAX_COUNT_SHIFT
+    ]
+    return next(filter(plausible, counted), counted[0] if counted else candidates[0])
 
 
 # --- redaction ------------------------------------------------------------------------------

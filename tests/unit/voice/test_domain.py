@@ -190,3 +190,27 @@ def test_a_group_is_read_from_the_first_reading_with_the_count_the_field_expects
     assert domain.keys_from_speech(best, ("one one",), "pan") == "11111"
     # Without a field (or one with no usual count) only the best reading counts.
     assert domain.keys_from_speech(best, (other,)) == "11111"
+
+
+def test_of_the_readings_with_that_count_the_first_plausible_one_is_taken() -> None:
+    # "oh" heard as "four": month 49 is no month, and the next reading's 09 is.
+    assert domain.keys_from_speech("four nine thirty", ("oh nine thirty",), "expiry") == "0930"
+    # A whole card number heard with one word wrong fails Luhn; the reading that passes
+    # is taken.
+    wrong = "four one one one one one one one one one one one one one one two"
+    right = "four one one one one one one one one one one one one one one one"
+    assert domain.keys_from_speech(wrong, (right,), "pan") == "4111111111111111"
+    # A group of a card number, or a code, is never judged: the first with the count wins.
+    assert domain.keys_from_speech("four one one two", ("four one one one",), "pan") == "4112"
+    # None plausible: the first with the count stands, and capture's rules refuse it.
+    assert domain.keys_from_speech("four nine thirty", ("five nine thirty",), "expiry") == "4930"
+
+
+def test_plausible_knows_whole_card_numbers_and_months() -> None:
+    assert domain.plausible("pan", "4111111111111111")
+    assert not domain.plausible("pan", "4111111111111112")
+    assert domain.plausible("pan", "4112")  # a group: nothing to check yet
+    assert domain.plausible("expiry", "1228")
+    assert not domain.plausible("expiry", "0028")
+    assert not domain.plausible("expiry", "1328")
+    assert domain.plausible("cvv", "000")

@@ -143,6 +143,17 @@ def test_likely_digits_takes_no_reading_far_off_the_best_count() -> None:
     assert likely_digits([fifteen, twelve], {4, 8, 12, 16}) == "511142483333922"
 
 
+def test_likely_digits_takes_the_first_plausible_reading_with_the_count() -> None:
+    readings = ["four one", "four nine three zero", "oh nine three zero", "oh nine"]
+
+    def month(digits: str) -> bool:
+        return 1 <= int(digits[:2]) <= 12
+
+    assert likely_digits(readings, {4}, month) == "0930"
+    assert likely_digits(readings, {4}, lambda _digits: False) == "4930"
+    assert likely_digits(readings, {2}, month) == "09"
+
+
 def test_likely_digits_falls_back_to_the_best_reading() -> None:
     assert likely_digits(["four one one", "four one"], {4}) == "411"
     assert likely_digits([], {4}) == ""
