@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from transact.kernel import isolated
 from transact.kernel.audio import FRAME_SAMPLES, SAMPLE_RATE, read_wav, ulaw_round_trip
+from transact.kernel.sensitive import luhn_valid
 from transact.voice.domain import plausible
 from transact.voice.numbers import likely_digits, spoken_digits
 from transact.voice.transcriber import (
@@ -156,7 +157,7 @@ def _accuracy(outcomes: Sequence[Outcome], heard: Callable[[Outcome], str]) -> d
         # Wrong card numbers capture refuses anyway (not 16 digits, or Luhn fails); the
         # rest only the caller's confirmation of the read-back can stop.
         "wrong_cards_caught_by_length_or_luhn": sum(
-            1 for o in wrong_cards if len(heard(o)) != 16 or not _luhn(heard(o))
+            1 for o in wrong_cards if len(heard(o)) != 16 or not luhn_valid(heard(o))
         ),
     }
 
@@ -184,14 +185,6 @@ def _edit_distance(a: str, b: str) -> int:
     return previous[-1]
 
 
-def _luhn(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char) * (2 if index % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
-
-
 # --- what is said -----------------------------------------------------------------------
 
 
@@ -204,7 +197,7 @@ def card_number(rng: random.Random) -> str:
         at = rng.randrange(len(prefix), 12)
         body = body[:at] + rng.choice("0123456789") * 3 + body[at + 3 :]
         body = body[:15]
-    check = next(str(d) for d in range(10) if _luhn(body + str(d)))
+    check = next(str(d) for d in range(10) if luhn_valid(body + str(d)))
     return body + check
 
 
