@@ -74,10 +74,10 @@ def _says(words: Sequence[str], phrases: Sequence[tuple[str, ...]]) -> bool:
     return False
 
 
-# How many digits one utterance of a field usually holds: a card number is asked for in
-# groups of four (or said whole), an expiry is four, a security code three or four.
 EXPIRY_DIGITS: Final = 4  # MMYY
 MONTHS: Final = 12
+# How many digits one utterance of a field usually holds: a card number is asked for in
+# groups of four (or said whole), an expiry is four, a security code three or four.
 EXPECTED_DIGITS: Final = {
     "pan": frozenset({4, 8, 12, 16, 13, 15, 19}),
     "expiry": frozenset({4}),
@@ -88,8 +88,9 @@ EXPECTED_DIGITS: Final = {
 def keys_from_speech(text: str, alternatives: Sequence[str] = (), field: str | None = None) -> str:
     """The keys an utterance stands for: "*" if the caller started again, the digits
     they said, "#" if they said they were done. The digits come from the first of the
-    recognizer's readings (best first) with a count `field` expects: Whisper miscounts a
-    run of one digit, and the right count is usually among its other readings.
+    recognizer's readings (best first) with a count `field` expects, and of those the
+    first `plausible` one: Whisper miscounts a run of one digit or mishears a word, and
+    the right reading is usually among its others.
 
     >>> keys_from_speech("four one one one")
     '4111'
