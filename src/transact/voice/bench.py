@@ -34,8 +34,8 @@ import numpy.typing as npt
 from transact.kernel import isolated
 from transact.kernel.audio import FRAME_SAMPLES, SAMPLE_RATE, read_wav, ulaw_round_trip
 from transact.kernel.sensitive import luhn_valid
-from transact.voice.domain import plausible
-from transact.voice.numbers import likely_digits, spoken_digits
+from transact.voice.domain import keys_from_speech
+from transact.voice.numbers import spoken_digits
 from transact.voice.transcriber import (
     Transcriber,
     Transcript,
@@ -98,9 +98,8 @@ class Field:
     speaker: str
 
 
-# Digit counts capture expects from one utterance of each field: card numbers are
-# asked for in groups of four (two groups may run together), expiry MMYY, codes 3-4.
-UTTERANCE_LENGTHS: Final = {"card": {4, 8, 12, 16}, "expiry": {4}, "code": {3, 4}}
+# The capture field each kind is, whose digit counts and plausibility (`domain`) the
+# checked column uses, exactly as speech capture does.
 CAPTURE_FIELDS: Final[dict[Kind, str]] = {"card": "pan", "expiry": "expiry", "code": "cvv"}
 
 
@@ -384,12 +383,10 @@ def run_field(transcriber: Transcriber, field: Field) -> Outcome:
     session = transcriber.open(mode="digits")
     heard: list[str] = []
     checked: list[str] = []
-    lengths = UTTERANCE_LENGTHS[field.kind]
     capture_field = CAPTURE_FIELDS[field.kind]
 
     def as_capture_takes(result: Transcript) -> str:
-        readings = [result.text, *result.alternatives]
-        return likely_digits(readings, lengths, lambda said: plausible(capture_field, said))
+        return keys_from_speech(result.text, result.alternatives, capture_field).strip("*#")
 
     done_at = float(len(field.audio)) / SAMPLE_RATE
     cpu = 0.0
