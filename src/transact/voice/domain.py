@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from transact.kernel.sensitive import CARD_MIN_DIGITS, luhn_valid
-from transact.voice.numbers import likely_digits, redact, redact_continuing, spoken_digits
+from transact.voice.numbers import (
+    is_month,
+    likely_digits,
+    redact,
+    redact_continuing,
+    spoken_digits,
+)
 
 Answer = Literal["yes", "no"]
 
@@ -75,7 +81,6 @@ def _says(words: Sequence[str], phrases: Sequence[tuple[str, ...]]) -> bool:
 
 
 EXPIRY_DIGITS: Final = 4  # MMYY
-MONTHS: Final = 12
 # How many digits one utterance of a field usually holds: a card number is asked for in
 # groups of four (or said whole), an expiry is four, a security code three or four.
 EXPECTED_DIGITS: Final = {
@@ -123,7 +128,7 @@ def plausible(field: str | None, digits: str) -> bool:
     if field == "pan" and len(digits) >= CARD_MIN_DIGITS:
         return luhn_valid(digits)
     if field == "expiry" and len(digits) == EXPIRY_DIGITS:
-        return 1 <= int(digits[:2]) <= MONTHS
+        return is_month(digits[:2])
     return True
 
 

@@ -327,8 +327,12 @@ def _spoken_month_year(span: str) -> bool:
     pieces = list(_read(words))
     if len(pieces) < 2 or len(pieces[-1]) != 2:
         return False
-    month = "".join(pieces[:-1])
-    return len(month) == 2 and 1 <= int(month) <= 12 and 20 <= int(pieces[-1]) <= 49
+    return is_month("".join(pieces[:-1])) and 20 <= int(pieces[-1]) <= 49
+
+
+def is_month(digits: str) -> bool:
+    """Two digits that name a month, 01-12."""
+    return len(digits) == 2 and digits.isdigit() and 1 <= int(digits) <= 12
 
 
 def _expiry_cue(text: str, start: int) -> bool:
