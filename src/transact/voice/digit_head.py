@@ -119,11 +119,12 @@ def rank(
     own = best_path(log_probs)
     offered = " ".join(own) if own and set(own) <= _DIGIT_WORDS else None
     candidates = list(dict.fromkeys([*readings, *([offered] if offered else [])]))
-    heard_by_whisper = [_without_runs(words) for words in map(head_words, readings) if words]
-    scores = {}
-    for text in candidates:
-        words = head_words(text)
-        scores[text] = log_likelihood(log_probs, words) if words else float("-inf")
+    words_of = {text: head_words(text) for text in candidates}
+    scores = {
+        text: log_likelihood(log_probs, words) if words else float("-inf")
+        for text, words in words_of.items()
+    }
+    heard_by_whisper = [_without_runs(words) for t in readings if (words := words_of[t])]
     if offered is not None and _without_runs(own) not in heard_by_whisper:
         scores[offered] -= own_margin
     return sorted(candidates, key=lambda text: -scores[text])
