@@ -22,6 +22,7 @@ import functools
 import ipaddress
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -33,6 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Final
 
 import httpx
 
@@ -289,13 +291,35 @@ def _new_cluster(directory: Path, extra: dict[str, str]) -> Cluster:
     )
 
 
+# Listening ports are chosen below the kernel's ephemeral range: a port the kernel hands
+# out for port 0 may be handed out again, between our choosing it and a server binding
+# it, to any process's outgoing connection (nginx once failed so, "Address already in
+# use"). Below the range only a listener that asks for the port by number can take it.
+_LISTEN_PORTS: Final = range(20_000, 32_768)
+
+
+def _ephemeral_floor() -> int:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    return 32_768  # Linux's default
+
+
 def _free_ports(count: int) -> list[int]:
-    """Ports free right now, all different (held open together while they are chosen)."""
+    """Ports free right now, all different (held open together while they are chosen),
+    outside the range the kernel picks outgoing connections' ports from."""
+    candidates = [port for port in _LISTEN_PORTS if port < _ephemeral_floor()]
+    random.SystemRandom().shuffle(candidates)
     with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
+        chosen: list[int] = []
+        for port in candidates:
+            s = stack.enter_context(socket.socket())
+            with contextlib.suppress(OSError):
+                s.bind(("127.0.0.1", port))
+                chosen.append(port)
+                if len(chosen) == count:
+                    return chosen
+    raise ClusterError(f"no {count} free ports below {_ephemeral_floor()}")
 
 
 def _port_of(url: str) -> int:

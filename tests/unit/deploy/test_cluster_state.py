@@ -4,6 +4,7 @@ tests/e2e/test_cluster.py."""
 
 from __future__ import annotations
 
+import socket
 import stat
 from pathlib import Path
 
@@ -101,3 +102,25 @@ def test_processes_that_are_gone_are_not_signalled(tmp_path: Path) -> None:
     gone = cluster.Proc("ghost", "service", 2**22 + 7, 1, "log", service="x")
     assert not cluster.is_alive(gone.pid)
     cluster.stop_processes([gone], timeout=0.1)  # nothing to do, nothing raised
+
+
+def test_listening_ports_are_free_distinct_and_below_the_ephemeral_range() -> None:
+    # A port from the kernel's ephemeral range can be taken by any outgoing connection
+    # between our choosing it and a server binding it.
+    ports = cluster._free_ports(5)
+    assert len(set(ports)) == 5
+    assert all(port < cluster._ephemeral_floor() for port in ports)
+    for port in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # still free once chosen
+
+
+def test_a_port_in_use_is_not_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", cluster._free_ports(1)[0]))
+        held.listen()
+        taken = held.getsockname()[1]
+        monkeypatch.setattr(cluster, "_LISTEN_PORTS", range(taken, taken + 2))
+        assert cluster._free_ports(1) == [taken + 1]
+        with pytest.raises(cluster.ClusterError, match="no 2 free ports"):
+            cluster._free_ports(2)
