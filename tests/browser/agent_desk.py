@@ -216,7 +216,7 @@ async def running(tmp_path: Path, *, mfa: bool = True, **settings: Any) -> Async
     line.tenant_id = tenant.id
     # Issuing the media token also publishes the tenant's name in the directory.
     line.token = await accounts.issue_media_token(tenant.id)
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         centre = Centre(line, base, client, accounts, mfa=mfa)
         try:
             await centre.sign_in_admin()
