@@ -8,6 +8,11 @@ import pytest
 
 from tests import servers
 
+# The PSP simulators are real HTTP servers in this process. On a busy 2-core CI machine
+# the event loop can lag past the 2 s production connect timeout, and the payment then
+# fails as "never sent". Tests that mean a PSP to be unreachable refuse the connection.
+os.environ.setdefault("TRANSACT_PSP_CONNECT_TIMEOUT", "10")
+
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         description="seconds a payment stays `submitted` before reconciliation asks the PSP; "
         "keep it above the PSP call timeout (15 s) where several PSP processes run",
     )
+    psp_connect_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        description="seconds to open a connection to a PSP; a PSP that takes longer was "
+        "never sent the call, so it fails over at once",
+    )
     webhook_allow_private: bool = Field(
         default=False,
         description="let merchant webhooks go to private and loopback addresses (and over "

@@ -195,7 +195,10 @@ class Psp:
             return self._in_process
         client = self._clients.get(base_url)
         if client is None:
-            client = httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(10.0, connect=2.0))
+            connect = self.kernel.settings.psp_connect_timeout
+            client = httpx.AsyncClient(
+                base_url=base_url, timeout=httpx.Timeout(10.0, connect=connect)
+            )
             self._clients[base_url] = client
         return client
 

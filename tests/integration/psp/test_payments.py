@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.capture.test_capture import CVV, future_expiry
 from tests.integration.psp.conftest import Shop
@@ -86,6 +89,42 @@ async def test_a_refused_connection_fails_over_to_the_next_psp(shop: Shop) -> No
         ("stripe", "error"),
         ("adyen", "approved"),
     ]
+
+
+@pytest.fixture
+def quick_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRANSACT_PSP_CONNECT_TIMEOUT", "0.5")
+
+
+@pytest.fixture
+def unanswering_psp() -> Iterator[str]:
+    """A PSP address whose listen queue is full: the kernel drops each new connection
+    request unanswered, so a connection never opens (a PSP behind a dead load balancer)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):  # the one queued, never accepted
+            yield f"http://127.0.0.1:{port}"
+
+
+async def test_a_psp_that_never_opens_the_connection_fails_over_after_the_connect_timeout(
+    quick_connect: None, unanswering_psp: str, shop: Shop
+) -> None:
+    # Nothing was sent, so the next PSP may charge (a read timeout would not fail over).
+    await shop.routes(
+        {"connector": "stripe", "base_url": unanswering_psp},
+        {"connector": "adyen", "base_url": shop.sim, "priority": 1},
+    )
+    view = await pay(shop)
+    assert view["status"] == "authorized"
+    assert view["outcome"]["connector"] == "adyen"
+    tried = await attempts(shop, view["id"])
+    assert [(a["connector"], a["outcome"]) for a in tried] == [
+        ("stripe", "error"),
+        ("adyen", "approved"),
+    ]
+    assert await charged(shop, "adyen", view["id"]) == 1
 
 
 async def test_an_answer_lost_after_the_charge_is_asked_for_not_resent(shop: Shop) -> None:
