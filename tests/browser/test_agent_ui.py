@@ -254,11 +254,16 @@ async def test_an_idle_session_returns_to_sign_in_and_sign_out_works(
     browser: Browser, tmp_path: Path
 ) -> None:
     shots = Shots(tmp_path)
-    async with running(tmp_path, mfa=False, session_idle_timeout=3, push_heartbeat=0.5) as centre:
+    # Long enough that no step of a loaded CI machine (setting up, signing in) takes it:
+    # at 3 s the fixture's own admin session once expired before its second request.
+    idle = 8
+    async with running(
+        tmp_path, mfa=False, session_idle_timeout=idle, push_heartbeat=0.5
+    ) as centre:
         await centre.user("alice")
         page, _ = await new_page(browser)
         await sign_in(page, centre.base, "alice")
-        await expect(page.locator("#screen-login")).to_be_visible(timeout=10000)
+        await expect(page.locator("#screen-login")).to_be_visible(timeout=(idle + 15) * 1000)
         await expect(page.locator("#login-message")).to_contain_text("signed out")
         await shots.take(page, "idle-signed-out")
 
