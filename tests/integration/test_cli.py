@@ -23,7 +23,9 @@ def transact(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         env=clean,
-        timeout=60,
+        # A generous bound: each command starts a fresh interpreter and imports the whole
+        # package, which once took over 60 s on a CI machine loaded by other work.
+        timeout=240,
         check=False,
     )
 
