@@ -517,7 +517,12 @@ def bench_speech(
     quick: Annotated[bool, typer.Option(help="a small corpus (seconds, for tests)")] = False,
     seed: Annotated[int, typer.Option(help="seed for the numbers and noise")] = 1,
     fsdd: Annotated[
-        Path, typer.Option(help="FSDD recordings (human voices); skipped if absent")
+        Path,
+        typer.Option(
+            help="recordings of single digits named like FSDD's (DIGIT_SPEAKER_N.wav, 8 kHz "
+            "mono); every speaker but george, lucas and nicolas is held out and reported "
+            "apart; skipped if absent"
+        ),
     ] = Path("../shared/data/fsdd"),
 ) -> None:
     """Spoken card fields through the recognizer on one core: accuracy, RTF, latency."""
