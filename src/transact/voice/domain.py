@@ -106,14 +106,28 @@ def keys_from_speech(text: str, alternatives: Sequence[str] = (), field: str | N
     """
     words = _words(text)
     expected = EXPECTED_DIGITS.get(field or "")
+    read = expiry_digits if field == "expiry" else spoken_digits
     digits = (
-        likely_digits([text, *alternatives], expected, lambda said: plausible(field, said))
+        likely_digits([text, *alternatives], expected, lambda said: plausible(field, said), read)
         if expected
         else spoken_digits(text)
     )
     clear = "*" if _says(words, _CLEAR) else ""
     done = "#" if _says(words, _DONE) else ""
     return clear + digits + done
+
+
+def expiry_digits(text: str) -> str:
+    """The digits of a spoken expiry, a year said in full ("twelve twenty twenty eight",
+    "oh five twenty thirty") shortened to its last two, as capture takes MMYY.
+
+    >>> expiry_digits("twelve twenty twenty eight"), expiry_digits("oh five thirty")
+    ('1228', '0530')
+    """
+    digits = spoken_digits(text)
+    if len(digits) == EXPIRY_DIGITS + 2 and is_month(digits[:2]) and digits[2:4] == "20":
+        return digits[:2] + digits[4:]
+    return digits
 
 
 def plausible(field: str | None, digits: str) -> bool:

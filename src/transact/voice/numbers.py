@@ -213,14 +213,15 @@ def likely_digits(
     readings: Sequence[str],
     lengths: Container[int],
     plausible: Callable[[str], bool] = lambda _digits: True,
+    read: Callable[[str], str] = spoken_digits,
 ) -> str:
     """The digits of the first reading (best first) with an expected digit count, e.g.
     4 for a card number's group, and at most `MAX_COUNT_SHIFT` digits more or fewer
     than the best reading's; of those, the first that is `plausible` (a whole card
     number passes Luhn), else the first; the best reading's when none has the count.
     A recognizer that miscounts "one one one one" or mishears one word usually has the
-    right reading among its alternatives."""
-    candidates = [spoken_digits(reading) for reading in readings]
+    right reading among its alternatives. `read` turns a reading into its digits."""
+    candidates = [read(reading) for reading in readings]
     if not candidates:
         return ""
     best = len(candidates[0])

@@ -206,6 +206,30 @@ def test_of_the_readings_with_that_count_the_first_plausible_one_is_taken() -> N
     assert domain.keys_from_speech("four nine thirty", ("five nine thirty",), "expiry") == "4930"
 
 
+@pytest.mark.parametrize(
+    ("said", "keys"),
+    [
+        ("twelve twenty twenty eight", "1228"),
+        ("oh five, twenty thirty", "0530"),
+        ("zero one two zero two nine", "0129"),
+        ("twelve twenty eight", "1228"),
+    ],
+)
+def test_an_expiry_with_its_year_said_in_full_becomes_month_and_two_digit_year(
+    said: str, keys: str
+) -> None:
+    assert domain.keys_from_speech(said, (), "expiry") == keys
+
+
+def test_only_an_expiry_and_only_a_month_before_a_full_year_is_shortened() -> None:
+    # A card number's group or a code keeps every digit said.
+    assert domain.keys_from_speech("twelve twenty twenty eight", (), "pan") == "122028"
+    assert domain.keys_from_speech("twelve twenty twenty eight", (), "cvv") == "122028"
+    # Month 13 is no month: nothing to shorten, and capture's checks refuse it.
+    assert domain.expiry_digits("thirteen twenty twenty eight") == "132028"
+    assert domain.expiry_digits("twelve nineteen twenty eight") == "121928"
+
+
 def test_plausible_knows_whole_card_numbers_and_months() -> None:
     assert domain.plausible("pan", "4111111111111111")
     assert not domain.plausible("pan", "4111111111111112")
