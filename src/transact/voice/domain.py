@@ -112,6 +112,8 @@ def keys_from_speech(text: str, alternatives: Sequence[str] = (), field: str | N
         if expected
         else spoken_digits(text)
     )
+    if field == "expiry":
+        digits = _with_leading_oh(digits)
     clear = "*" if _says(words, _CLEAR) else ""
     done = "#" if _says(words, _DONE) else ""
     return clear + digits + done
@@ -127,6 +129,15 @@ def expiry_digits(text: str) -> str:
     digits = spoken_digits(text)
     if len(digits) == EXPIRY_DIGITS + 2 and is_month(digits[:2]) and digits[2:4] == "20":
         return digits[:2] + digits[4:]
+    return digits
+
+
+def _with_leading_oh(digits: str) -> str:
+    """Three digits for an expiry, when no reading had four, are a month said without
+    its "oh" ("five twenty eight"), or an "oh" the recognizer lost: 528 is 0528. Only
+    then: a reading that has four digits is taken first."""
+    if len(digits) == EXPIRY_DIGITS - 1 and is_month("0" + digits[0]):
+        return "0" + digits
     return digits
 
 

@@ -221,6 +221,19 @@ def test_an_expiry_with_its_year_said_in_full_becomes_month_and_two_digit_year(
     assert domain.keys_from_speech(said, (), "expiry") == keys
 
 
+def test_an_expiry_heard_as_three_digits_is_a_month_without_its_oh() -> None:
+    assert domain.keys_from_speech("five twenty eight", (), "expiry") == "0528"
+    assert domain.keys_from_speech("eight thirty one", (), "expiry") == "0831"
+    # A reading with four digits comes first, even a worse one.
+    assert domain.keys_from_speech("one twenty eight", ("twelve twenty eight",), "expiry") == (
+        "1228"
+    )
+    # "029": the month itself was lost; nothing to add, capture's checks refuse it.
+    assert domain.keys_from_speech("oh twenty nine", (), "expiry") == "029"
+    # Only an expiry: a code of three digits stays as said.
+    assert domain.keys_from_speech("five twenty eight", (), "cvv") == "528"
+
+
 def test_only_an_expiry_and_only_a_month_before_a_full_year_is_shortened() -> None:
     # A card number's group or a code keeps every digit said.
     assert domain.keys_from_speech("twelve twenty twenty eight", (), "pan") == "122028"
