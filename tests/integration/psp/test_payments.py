@@ -76,9 +76,11 @@ async def test_a_decline_is_final_and_never_fails_over(shop: Shop) -> None:
     assert [a["connector"] for a in tried] == ["stripe"]
 
 
-async def test_a_refused_connection_fails_over_to_the_next_psp(shop: Shop) -> None:
+async def paid_at_adyen_after_stripe_at(shop: Shop, stripe_url: str) -> None:
+    """Stripe first (at `stripe_url`, which never takes the call), Adyen next: the
+    payment fails over and Adyen charges it once."""
     await shop.routes(
-        {"connector": "stripe", "base_url": REFUSED},
+        {"connector": "stripe", "base_url": stripe_url},
         {"connector": "adyen", "base_url": shop.sim, "priority": 1},
     )
     view = await pay(shop)
@@ -89,6 +91,11 @@ async def test_a_refused_connection_fails_over_to_the_next_psp(shop: Shop) -> No
         ("stripe", "error"),
         ("adyen", "approved"),
     ]
+    assert await charged(shop, "adyen", view["id"]) == 1
+
+
+async def test_a_refused_connection_fails_over_to_the_next_psp(shop: Shop) -> None:
+    await paid_at_adyen_after_stripe_at(shop, REFUSED)
 
 
 @pytest.fixture
@@ -112,19 +119,7 @@ async def test_a_psp_that_never_opens_the_connection_fails_over_after_the_connec
     quick_connect: None, unanswering_psp: str, shop: Shop
 ) -> None:
     # Nothing was sent, so the next PSP may charge (a read timeout would not fail over).
-    await shop.routes(
-        {"connector": "stripe", "base_url": unanswering_psp},
-        {"connector": "adyen", "base_url": shop.sim, "priority": 1},
-    )
-    view = await pay(shop)
-    assert view["status"] == "authorized"
-    assert view["outcome"]["connector"] == "adyen"
-    tried = await attempts(shop, view["id"])
-    assert [(a["connector"], a["outcome"]) for a in tried] == [
-        ("stripe", "error"),
-        ("adyen", "approved"),
-    ]
-    assert await charged(shop, "adyen", view["id"]) == 1
+    await paid_at_adyen_after_stripe_at(shop, unanswering_psp)
 
 
 async def test_an_answer_lost_after_the_charge_is_asked_for_not_resent(shop: Shop) -> None:
