@@ -28,6 +28,7 @@ class ScriptedSession:
         self.speaking = False
         self.quiet = 0
         self.pending = np.zeros(0, dtype=np.int16)
+        self.closed = False
 
     def feed(self, pcm: npt.NDArray[np.int16]) -> list[Transcript]:
         self.owner.fed += len(pcm)
@@ -49,6 +50,9 @@ class ScriptedSession:
     def finish(self) -> list[Transcript]:
         return [self._utterance()] if self.speaking else []
 
+    def close(self) -> None:
+        self.closed = True
+
     def _utterance(self) -> Transcript:
         self.speaking, self.quiet = False, 0
         return Transcript(self.owner.next_words(self.mode), final=True)
@@ -64,6 +68,7 @@ class ScriptedTranscriber:
         self.script: deque[str] = deque(script)
         self.modes: list[str] = []
         self.sessions = 0
+        self.opened: list[ScriptedSession] = []
         self.fed = 0
         self._lock = threading.Lock()
 
@@ -77,9 +82,11 @@ class ScriptedTranscriber:
             return self.script.popleft() if self.script else ""
 
     def open(self, *, mode: str) -> ScriptedSession:
+        session = ScriptedSession(self, mode)
         with self._lock:
             self.sessions += 1
-        return ScriptedSession(self, mode)
+            self.opened.append(session)
+        return session
 
 
 def spoken(

@@ -122,7 +122,18 @@ class Settings(BaseSettings):
     voice_engine: str = Field(
         default="whisper",
         description="speech recognizer for spoken card details: `whisper` (offline, loaded "
-        "on the first speech capture) or `off` (speech capture not offered)",
+        "on the first speech capture), `deepgram` (Deepgram's streaming API: card audio "
+        "leaves this deployment) or `off` (speech capture not offered)",
+    )
+    deepgram_api_key: SecretStr | None = Field(
+        default=None, description="the Deepgram API key, for `voice_engine=deepgram`"
+    )
+    deepgram_url: str = Field(
+        default="wss://api.deepgram.com/v1/listen",
+        description="Deepgram's live audio endpoint (wss://; ws:// to loopback only)",
+    )
+    deepgram_model: str = Field(
+        default="nova-2-phonecall", description="the Deepgram model for spoken card details"
     )
     transcript_retention_days: float = Field(
         default=90.0,

@@ -69,6 +69,14 @@ class Listening:
     asked: int = 0
 
 
+def _let_go(listening: Listening | None) -> None:
+    """Drop a listening's stream unfinished, off the event loop: closing a cloud stream
+    waits for its server."""
+    if listening is not None and listening.session is not None:
+        session, listening.session = listening.session, None
+        asyncio.get_running_loop().run_in_executor(None, session.close)
+
+
 @dataclass(eq=False)
 class CallState:
     tenant_id: str
@@ -165,6 +173,7 @@ class Voice:
         keys, audio = opened
         listening = state.listening
         if listening is None or listening.capture_id != chunk.capture_id:
+            _let_go(listening)
             listening = state.listening = Listening(chunk.capture_id, chunk.mode)
         if chunk.capture_id is not None:
             # Keys outside a capture are nobody's card data and never transcribed (telephony
@@ -203,10 +212,14 @@ class Voice:
             listening.session = await asyncio.to_thread(engine.open, mode=wanted)
             listening.session_mode = wanted
         session = listening.session
-        heard = await asyncio.to_thread(session.feed, pcm) if len(pcm) else []
-        if finish:
-            heard += await asyncio.to_thread(session.finish)
-            listening.session = None
+        try:
+            heard = await asyncio.to_thread(session.feed, pcm) if len(pcm) else []
+            if finish:
+                heard += await asyncio.to_thread(session.finish)
+                listening.session = None
+        except Exception:
+            _let_go(listening)  # a broken stream: the next chunk opens a new one
+            raise
         return heard
 
     def _gone(self, state: CallState) -> bool:
@@ -424,7 +437,8 @@ class Voice:
         if state is None:
             return
         if state.listening is not None and state.listening.capture_id == capture_id:
-            state.listening = None  # the session and what it buffered go with it
+            _let_go(state.listening)  # the session and what it buffered go with it
+            state.listening = None
         if final:
             state.closed.add(capture_id)
             state.captures.pop(capture_id, None)
@@ -438,6 +452,7 @@ class Voice:
             if not state.over:
                 state.over = True
                 if state.listening is not None and state.listening.capture_id is not None:
+                    _let_go(state.listening)
                     state.listening = None
                 state.winding_down = asyncio.create_task(self._after_last_words(state))
             return
@@ -461,6 +476,7 @@ class Voice:
         for task in (state.worker, state.winding_down):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
+        _let_go(state.listening)
         state.listening = None
         while not state.queue.empty():
             state.queue.get_nowait()

@@ -66,6 +66,11 @@ class TranscriberSession(Protocol):
         """The call or field ended: decode what is buffered and return it."""
         ...
 
+    def close(self) -> None:
+        """Drop the stream unfinished (a cancelled capture, an ended call): what it
+        buffered is forgotten, unheard. Never raises."""
+        ...
+
 
 class Transcriber(Protocol):
     name: str
@@ -380,6 +385,11 @@ class WhisperSession:
             if result is not None:
                 results.append(result)
         return results
+
+    def close(self) -> None:
+        # Nothing held outside this object: dropped, its buffers go with it. (Clearing
+        # them here could race a decode still running in the call's worker thread.)
+        return
 
     def finish(self) -> list[Transcript]:
         if self._pending.size:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.integration.capture.conftest import KEY
+from tests.integration.voice import deepgram_server
 from tests.leaks import card_numbers_in
 from tests.voice_fakes import ScriptedTranscriber, chunks, spoken
 from transact import runtime, voice
@@ -142,6 +144,19 @@ class Ear:
 async def ear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ear]:
     recognizer = ScriptedTranscriber()
     monkeypatch.setitem(voice.ENGINES, "scripted", lambda: recognizer)
+    async with listening(tmp_path, monkeypatch, recognizer, voice_engine="scripted") as the_ear:
+        yield the_ear
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    recognizer: ScriptedTranscriber,
+    **overrides: Any,
+) -> AsyncIterator[Ear]:
+    """The voice service running with `overrides`; `recognizer` makes the audio (and,
+    as the `scripted` engine, hears it)."""
     voices: list[Voice] = []
     made = Voice.__init__
 
@@ -154,7 +169,7 @@ async def ear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         master_key=KEY,
         database_url=f"sqlite+aiosqlite:///{tmp_path}/transact.db",
         data_dir=tmp_path,
-        voice_engine="scripted",
+        **overrides,
     )
     kernel, app = runtime.build(settings, ["voice"])
     await kernel.db.migrate()
@@ -167,6 +182,39 @@ async def ear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         kernel.bus.subscribe(topic, "test-observer", record)
     async with app.router.lifespan_context(app):
         yield the_ear
+
+
+async def test_a_cloud_recognizer_hears_a_capture_over_its_own_protocol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`TRANSACT_VOICE_ENGINE=deepgram`: the same capture, heard by a real server that
+    speaks Deepgram's live audio protocol, one scripted answer a second of audio."""
+    script = [[group] for group in GROUPS]
+    with deepgram_server.listen_server(deepgram_server.ListenServer(script=script)) as server:
+        async with listening(
+            tmp_path,
+            monkeypatch,
+            ScriptedTranscriber(),
+            voice_engine="deepgram",
+            deepgram_api_key=deepgram_server.KEY,
+            deepgram_url=server.url,
+        ) as cloud:
+            await cloud.speech_capture()
+            await cloud.send(cloud.audio(4))
+            # A result is collected when the next audio goes: the line stays open, as a
+            # call's does, until the last group is heard.
+            for _ in range(100):
+                if len(cloud.events("voice.keys")) >= 4:
+                    break
+                await cloud.send(cloud.audio(0))
+                await asyncio.sleep(0.1)
+            keys = await cloud.wait_for("voice.keys", 4)
+            assert cloud.keys() == PAN
+            assert all(m.source == "speech" for m in keys)  # type: ignore[attr-defined]
+            labels = [m.text for m in cloud.events("voice.transcript")]  # type: ignore[attr-defined]
+            assert labels == ["[card number: 4 digits]"] * 4
+        assert len(server.queries) == 1, "one stream for the card number"
+        assert server.queries[0]["numerals"] == "true"
 
 
 async def test_spoken_groups_become_sealed_keys_in_order_and_once(ear: Ear) -> None:
@@ -271,6 +319,8 @@ async def test_a_cancelled_capture_drops_what_the_recognizer_heard(ear: Ear) -> 
     assert listener.calls[(TENANT, CALL)].listening is None
     assert ear.recognizer.sessions == sessions
     assert not ear.events("voice.keys")
+    # The stream was closed, not only forgotten (a cloud stream is a socket).
+    assert [session.closed for session in ear.recognizer.opened] == [True]
 
 
 async def test_the_end_of_the_call_forgets_it(ear: Ear) -> None:
@@ -292,6 +342,7 @@ async def test_the_end_of_the_call_forgets_it(ear: Ear) -> None:
     await asyncio.sleep(0.3)
     assert not listener.listening_to(TENANT, CALL)
     assert not ear.events("voice.keys")
+    assert [session.closed for session in ear.recognizer.opened] == [True]
 
 
 async def test_audio_that_does_not_open_is_dropped(ear: Ear) -> None:
