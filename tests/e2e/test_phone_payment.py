@@ -37,7 +37,7 @@ async def centre(tmp_path: Path) -> AsyncIterator[tuple[Line, httpx.AsyncClient]
         await accounts.create_user(line.tenant_id, "alice", "agent", PASSWORD)
         await accounts.create_user(line.tenant_id, "root", "admin", PASSWORD)
         base = line.url.replace("ws://", "http://")
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             yield line, client
 
 

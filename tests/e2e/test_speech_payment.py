@@ -54,7 +54,7 @@ async def centre(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
         await accounts.create_user(line.tenant_id, "alice", "agent", PASSWORD)
         await accounts.create_user(line.tenant_id, "root", "admin", PASSWORD)
         base = line.url.replace("ws://", "http://")
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             root = await bearer(client, "root")
             routes = await client.put(
                 "/api/v1/psp/routes", json={"routes": [{"connector": "sandbox"}]}, headers=root

@@ -63,7 +63,7 @@ def test_the_demo_starts_and_its_printed_credentials_sign_in(
     running: tuple[str, str, str],
 ) -> None:
     base, password, _ = running
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with httpx.Client(base_url=base, timeout=30) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.get("/readyz").status_code == 200
         login = client.post(
@@ -112,7 +112,7 @@ def test_a_simulated_call_reaches_the_demo_agent_who_hears_no_keys(
     summary = json.loads(done.stdout)
     assert summary["keys_sent"] == "4242#"
     assert summary["keys_agent_could_decode"] == ""
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with httpx.Client(base_url=base, timeout=30) as client:
         login = client.post(
             "/api/v1/auth/login",
             json={"tenant": "demo", "username": "agent1", "password": password},

@@ -59,7 +59,7 @@ def gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateways]:
 
 
 def client(gateways: Gateways, base: str) -> httpx.Client:
-    return httpx.Client(base_url=base, verify=gateways.tls, timeout=10)
+    return httpx.Client(base_url=base, verify=gateways.tls, timeout=30)
 
 
 def sample_paths() -> list[str]:

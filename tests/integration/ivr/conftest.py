@@ -166,7 +166,7 @@ async def ivr_line(tmp_path: Path) -> AsyncIterator[Line2]:
         accounts = Accounts(line.kernel, SigningKeys(line.kernel))
         await accounts.create_user(line.tenant_id, "root", "admin", PASSWORD)
         base = line.url.replace("ws://", "http://")
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             login = await client.post(
                 "/api/v1/auth/login",
                 json={"tenant": "shop", "username": "root", "password": PASSWORD},

@@ -141,7 +141,7 @@ async def desk_fixture(tmp_path: Path) -> AsyncIterator[Desk]:
         for name, role in (("alice", "agent"), ("bob", "agent"), ("root", "admin")):
             await accounts.create_user(line.tenant_id, name, role, PASSWORD)
         base = line.url.replace("ws://", "http://")
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             heads = [await bearer(client, n) for n in ("alice", "bob", "root")]
             routes = await client.put(
                 "/api/v1/psp/routes", json={"routes": [{"connector": "sandbox"}]}, headers=heads[2]

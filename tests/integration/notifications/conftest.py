@@ -193,7 +193,7 @@ async def serving(database_url: str, data_dir: Path, **overrides: Any) -> AsyncI
             break
         await asyncio.sleep(0.01)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             desk = Desk(kernel, push.hub, port, http)
             desk.tenant_id = await desk.tenant("shop")
             desk.other_tenant_id = await desk.tenant("other")

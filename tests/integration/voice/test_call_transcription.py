@@ -113,7 +113,7 @@ async def centre(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
         ):
             await accounts.create_user(line.tenant_id, username, role, PASSWORD)
         base = line.url.replace("ws://", "http://")
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             yield Centre(line, client, recognizer, [])
 
 
