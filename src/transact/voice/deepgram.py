@@ -16,6 +16,7 @@ error names the problem's type or the socket's close code only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -166,7 +167,8 @@ class DeepgramSession:
 
     def close(self) -> None:
         """Drop the stream unfinished (the capture was cancelled)."""
-        self._socket.close()
+        with contextlib.suppress(WebSocketException, OSError):
+            self._socket.close()
 
     def _ready(self) -> list[Transcript]:
         heard: list[Transcript] = []

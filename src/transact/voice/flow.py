@@ -209,6 +209,7 @@ class Voice:
     ) -> list[Transcript]:
         wanted: TranscriptionMode = "free" if listening.confirming else listening.mode
         if listening.session is None or listening.session_mode != wanted:
+            _let_go(listening)  # the read-back's answer is heard on a stream of its own
             listening.session = await asyncio.to_thread(engine.open, mode=wanted)
             listening.session_mode = wanted
         session = listening.session

@@ -275,6 +275,9 @@ async def test_a_valid_card_number_is_read_back_and_no_asks_for_it_again(ear: Ea
     assert ear.recognizer.modes == ["digits", "free"]  # "no" is heard in free mode
     await ear.wait_for("call.play", 2)  # "Please say the card number again."
     assert len(ear.events("voice.keys")) == 1
+    digits_stream = ear.recognizer.opened[0]
+    assert digits_stream.mode == "digits"
+    assert digits_stream.closed, "the answer's stream replaced the digits stream, closed"
 
 
 async def test_pressing_1_confirms_and_the_next_field_is_heard_as_digits(ear: Ear) -> None:
