@@ -298,17 +298,23 @@ async def test_pressing_1_confirms_and_the_next_field_is_heard_as_digits(ear: Ea
     assert "[card number: yes]" in answers
 
 
+async def stream_opened(listener: Voice) -> None:
+    """Wait until the call's recognizer stream is open (a worker thread opens it)."""
+    for _ in range(1000):
+        state = listener.calls.get((TENANT, CALL))
+        if state and state.listening and state.listening.session:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no recognizer stream was opened")
+
+
 async def test_a_cancelled_capture_drops_what_the_recognizer_heard(ear: Ear) -> None:
     await ear.speech_capture()
     ear.recognizer.say("four one one one")
     audio = ear.audio(1, pause_ms=1000)
     await ear.send(audio[:3])  # the words, not yet the pause that ends them
     listener = ear.voice
-    for _ in range(100):
-        state = listener.calls.get((TENANT, CALL))
-        if state and state.listening and state.listening.session:
-            break
-        await asyncio.sleep(0.01)
+    await stream_opened(listener)
     await ear.kernel.bus.publish(
         CaptureCancelled(tenant_id=TENANT, capture_id=CAPTURE, call_id=CALL, reason="agent")
     )
@@ -332,10 +338,7 @@ async def test_the_end_of_the_call_forgets_it(ear: Ear) -> None:
     audio = ear.audio(1)
     await ear.send(audio[:2])
     listener = ear.voice
-    for _ in range(100):
-        if listener.listening_to(TENANT, CALL):
-            break
-        await asyncio.sleep(0.01)
+    await stream_opened(listener)
     await ear.kernel.bus.publish(CallEnded(tenant_id=TENANT, call_id=CALL, reason="hangup"))
     for _ in range(100):
         if not listener.listening_to(TENANT, CALL):
