@@ -152,6 +152,15 @@ def calls() -> list[str]:
     return []
 
 
+@pytest.fixture(autouse=True)
+def still_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process rate-limit buckets refill by the second; on a loaded CI machine
+    twenty requests once took longer than that and the twenty-first was let through.
+    Here the memory cache's clock stands still: no test in this module waits for time
+    to pass (Redis's buckets, in their own test, keep Redis's clock)."""
+    monkeypatch.setattr(MemoryCache, "_now", staticmethod(lambda: 1000.0))
+
+
 @pytest.fixture
 async def app(tmp_path: Path, calls: list[str]) -> AsyncIterator[FastAPI]:
     async with running(make_settings(tmp_path), calls) as application:
