@@ -308,7 +308,8 @@ def _ephemeral_floor() -> int:
 def _free_ports(count: int) -> list[int]:
     """Ports free right now, all different (held open together while they are chosen),
     outside the range the kernel picks outgoing connections' ports from."""
-    candidates = [port for port in _LISTEN_PORTS if port < _ephemeral_floor()]
+    floor = _ephemeral_floor()
+    candidates = [port for port in _LISTEN_PORTS if port < floor]
     random.SystemRandom().shuffle(candidates)
     with contextlib.ExitStack() as stack:
         chosen: list[int] = []
@@ -319,7 +320,7 @@ def _free_ports(count: int) -> list[int]:
                 chosen.append(port)
                 if len(chosen) == count:
                     return chosen
-    raise ClusterError(f"no {count} free ports below {_ephemeral_floor()}")
+    raise ClusterError(f"no {count} free ports below {floor}")
 
 
 def _port_of(url: str) -> int:

@@ -20,7 +20,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import numpy as np
@@ -30,11 +30,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from transact.kernel.audio import SAMPLE_RATE
 from transact.kernel.errors import ConfigError
-from transact.voice.transcriber import Mode, Transcript
-
-DEFAULT_URL: Final = "wss://api.deepgram.com/v1/listen"
-DEFAULT_MODEL: Final = "nova-2-phonecall"  # Deepgram's model for telephone audio
-LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "localhost"})
+from transact.kernel.net import address_kind, ip_literal
+from transact.voice.transcriber import Endpointing, Mode, Transcript
 
 
 class RecognizerUnavailable(RuntimeError):
@@ -43,10 +40,13 @@ class RecognizerUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class DeepgramSettings:
+    """The deployment's settings (`TRANSACT_DEEPGRAM_*`, whose defaults are Deepgram's
+    endpoint and its telephone model), checked when voice is built."""
+
     api_key: str
-    url: str = DEFAULT_URL
-    model: str = DEFAULT_MODEL
-    endpointing_ms: int = 800  # as the offline session's pause (transcriber.Endpointing)
+    url: str
+    model: str
+    endpointing_ms: int = Endpointing.pause_ms  # where the offline session ends one
     open_timeout: float = 5.0
     finish_timeout: float = 5.0  # for the last results after CloseStream
 
@@ -55,10 +55,15 @@ class DeepgramSettings:
             raise ConfigError("TRANSACT_DEEPGRAM_API_KEY is required for the deepgram engine")
         parts = urlsplit(self.url)
         # Card audio goes there: TLS always, except to a recognizer on this machine.
-        if parts.scheme != "wss" and not (parts.scheme == "ws" and parts.hostname in LOOPBACK):
+        if parts.scheme != "wss" and not (parts.scheme == "ws" and _loopback(parts.hostname)):
             raise ConfigError(
                 f"TRANSACT_DEEPGRAM_URL must be a wss:// URL (got scheme {parts.scheme!r})"
             )
+
+
+def _loopback(host: str | None) -> bool:
+    address = ip_literal(host) if host else None
+    return host == "localhost" or (address is not None and address_kind(address) == "loopback")
 
 
 def listen_url(settings: DeepgramSettings, mode: Mode) -> str:

@@ -101,6 +101,11 @@ class CallState:
     winding_down: asyncio.Task[None] | None = None
 
 
+def _stop_listening(state: CallState) -> None:
+    _let_go(state.listening)
+    state.listening = None
+
+
 class Voice:
     def __init__(self, kernel: Kernel, engine: EngineFactory | None, *, readback: bool) -> None:
         self.kernel = kernel
@@ -438,8 +443,7 @@ class Voice:
         if state is None:
             return
         if state.listening is not None and state.listening.capture_id == capture_id:
-            _let_go(state.listening)  # the session and what it buffered go with it
-            state.listening = None
+            _stop_listening(state)  # the session and what it buffered go with it
         if final:
             state.closed.add(capture_id)
             state.captures.pop(capture_id, None)
@@ -453,8 +457,7 @@ class Voice:
             if not state.over:
                 state.over = True
                 if state.listening is not None and state.listening.capture_id is not None:
-                    _let_go(state.listening)
-                    state.listening = None
+                    _stop_listening(state)
                 state.winding_down = asyncio.create_task(self._after_last_words(state))
             return
         self._forget_call(tenant_id, call_id)
@@ -477,8 +480,7 @@ class Voice:
         for task in (state.worker, state.winding_down):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-        _let_go(state.listening)
-        state.listening = None
+        _stop_listening(state)
         while not state.queue.empty():
             state.queue.get_nowait()
         state.audio.held.clear()

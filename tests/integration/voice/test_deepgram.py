@@ -26,6 +26,9 @@ from transact.voice.transcriber import Transcript
 
 FRAME = 160  # 20 ms at 8 kHz, as voice feeds a session
 MASTER_KEY = base64.b64encode(b"d" * 32).decode()
+# The deployment's defaults (TRANSACT_DEEPGRAM_URL and _MODEL), where DeepgramSettings
+# gets its URL and model from.
+DEFAULTS = load_settings(master_key=MASTER_KEY)
 GROUPS = [["4111", "4111 1"], ["one one one one"], ["1111"], ["1111"]]
 
 
@@ -53,7 +56,11 @@ def feed_until_heard(session: DeepgramSession, audio: np.ndarray) -> list[Transc
 
 
 def transcriber(url: str) -> DeepgramTranscriber:
-    return DeepgramTranscriber(DeepgramSettings(api_key=KEY, url=url))
+    return DeepgramTranscriber(settings(url))
+
+
+def settings(url: str = DEFAULTS.deepgram_url, api_key: str = KEY) -> DeepgramSettings:
+    return DeepgramSettings(api_key=api_key, url=url, model=DEFAULTS.deepgram_model)
 
 
 def test_a_digits_stream_is_opened_with_the_key_the_format_and_numerals(
@@ -95,7 +102,7 @@ def test_final_results_come_back_with_their_alternatives_and_the_audio_as_sent(
 
 
 def test_a_refused_key_is_a_clear_error_that_does_not_show_the_key(server: ListenServer) -> None:
-    wrong = DeepgramTranscriber(DeepgramSettings(api_key="not-the-key", url=server.url))
+    wrong = DeepgramTranscriber(settings(server.url, api_key="not-the-key"))
     with pytest.raises(RecognizerUnavailable, match="HTTP 401") as refused:
         wrong.open(mode="digits")
     assert "not-the-key" not in str(refused.value)
@@ -112,9 +119,7 @@ def test_a_stream_the_service_drops_is_a_clear_error() -> None:
 
 
 def test_nothing_listening_is_a_clear_error_and_is_not_hammered() -> None:
-    down = DeepgramTranscriber(
-        DeepgramSettings(api_key=KEY, url="ws://127.0.0.1:9/v1/listen"), retry_after=0.3
-    )
+    down = DeepgramTranscriber(settings("ws://127.0.0.1:9/v1/listen"), retry_after=0.3)
     with pytest.raises(RecognizerUnavailable, match="unreachable"):
         down.open(mode="digits")
     # Voice asks again with the next chunk; within the pause nothing is tried.
@@ -127,10 +132,10 @@ def test_nothing_listening_is_a_clear_error_and_is_not_hammered() -> None:
 
 def test_card_audio_goes_over_tls_and_with_a_key() -> None:
     with pytest.raises(ConfigError, match="wss://"):
-        DeepgramSettings(api_key=KEY, url="ws://api.deepgram.com/v1/listen")
+        settings("ws://api.deepgram.com/v1/listen")
     with pytest.raises(ConfigError, match="TRANSACT_DEEPGRAM_API_KEY"):
-        DeepgramSettings(api_key="")
-    DeepgramSettings(api_key=KEY)  # the default URL is wss://
+        settings(api_key="")
+    settings()  # the default URL is wss://
 
 
 def test_the_engine_is_chosen_and_checked_from_the_settings(server: ListenServer) -> None:
