@@ -1,5 +1,5 @@
 """Deepgram's streaming recognizer behind the `Transcriber` port (`TRANSACT_VOICE_ENGINE=
-deepgram`): for a tenant who would rather have a cloud model than the offline one, e.g.
+deepgram` for a deployment, or a tenant's own account, `PUT /api/v1/voice/recognizer`):
 for callers whose accents Whisper tiny.en reads poorly (docs/voice.md).
 
 The protocol is Deepgram's live audio API (`/v1/listen` over a WebSocket, as documented
@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -31,19 +31,19 @@ from websockets.sync.client import ClientConnection, connect
 from transact.kernel.audio import SAMPLE_RATE
 from transact.kernel.errors import ConfigError
 from transact.kernel.net import address_kind, ip_literal
-from transact.voice.transcriber import Endpointing, Mode, Transcript
+from transact.voice.transcriber import Endpointing, Mode, RecognizerUnavailable, Transcript
 
-
-class RecognizerUnavailable(RuntimeError):
-    """The cloud recognizer could not be reached, refused us, or went away mid-stream."""
+__all__ = ["DeepgramSettings", "DeepgramTranscriber", "RecognizerUnavailable"]
 
 
 @dataclass(frozen=True)
 class DeepgramSettings:
-    """The deployment's settings (`TRANSACT_DEEPGRAM_*`, whose defaults are Deepgram's
-    endpoint and its telephone model), checked when voice is built."""
+    """A Deepgram account and where to stream: the deployment's settings
+    (`TRANSACT_DEEPGRAM_*`, whose defaults are Deepgram's endpoint and its telephone
+    model), or a tenant's own key and model with the deployment's URL; checked when
+    made."""
 
-    api_key: str
+    api_key: str = field(repr=False)  # never in logs or tracebacks
     url: str
     model: str
     endpointing_ms: int = Endpointing.pause_ms  # where the offline session ends one

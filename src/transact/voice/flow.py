@@ -18,7 +18,6 @@ import binascii
 import contextlib
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -41,12 +40,17 @@ from transact.kernel.errors import VaultError
 from transact.kernel.prompts import ClipShelf, silence, standard
 from transact.kernel.sequence import InOrder
 from transact.voice import domain
-from transact.voice.transcriber import Transcriber, TranscriberSession, Transcript
+from transact.voice.recognizers import Recognizers
+from transact.voice.transcriber import (
+    RecognizerUnavailable,
+    Transcriber,
+    TranscriberSession,
+    Transcript,
+)
 from transact.voice.transcription import CallTranscription
 
 log = structlog.get_logger("transact.voice")
 
-EngineFactory = Callable[[], Transcriber]
 ENDED_CALLS_KEPT: Final = 10_000  # ended calls remembered, so late audio starts nothing
 # How long a transcribed call that ended waits for its last audio (telephony sends it
 # just before `call.ended`, but on another topic, which may overtake it).
@@ -54,6 +58,7 @@ LAST_WORDS_WAIT_S: Final = 10.0
 LANGUAGE: Final = "en"
 WORD_GAP_MS: Final = 60
 PAUSE_MS: Final = 350
+RECOGNIZER_DOWN: Final = "[speech recognizer unavailable: use the keypad]"
 
 
 @dataclass(eq=False)
@@ -67,6 +72,7 @@ class Listening:
     session_mode: TranscriptionMode | None = None
     confirming: bool = False
     asked: int = 0
+    told_down: bool = False  # the agent was told the recognizer is unavailable
 
 
 def _let_go(listening: Listening | None) -> None:
@@ -107,11 +113,9 @@ def _stop_listening(state: CallState) -> None:
 
 
 class Voice:
-    def __init__(self, kernel: Kernel, engine: EngineFactory | None, *, readback: bool) -> None:
+    def __init__(self, kernel: Kernel, recognizers: Recognizers, *, readback: bool) -> None:
         self.kernel = kernel
-        self._engine_factory = engine
-        self._engine: Transcriber | None = None
-        self._engine_lock = asyncio.Lock()
+        self.recognizers = recognizers
         self.readback = readback
         self.shelf = ClipShelf(kernel.cache)
         # Our numbering of `voice.keys` per call starts at 1 in this process: telephony
@@ -119,19 +123,7 @@ class Voice:
         self.epoch = secrets.token_hex(8)
         self.calls: dict[tuple[str, str], CallState] = {}
         self._ended: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self.transcription = CallTranscription(kernel, available=engine is not None)
-
-    @property
-    def available(self) -> bool:
-        return self._engine_factory is not None
-
-    async def engine(self) -> Transcriber | None:
-        """The recognizer, made on first use (the model loads in a thread, once)."""
-        if self._engine is None and self._engine_factory is not None:
-            async with self._engine_lock:
-                if self._engine is None:
-                    self._engine = await asyncio.to_thread(self._engine_factory)
-        return self._engine
+        self.transcription = CallTranscription(kernel, available=recognizers.available)
 
     # --- audio in --------------------------------------------------------------------------
 
@@ -185,10 +177,15 @@ class Voice:
             # drops them before they reach a free chunk; any that did are ignored here).
             for key in keys:
                 await self._key(state, listening, key)
-        engine = await self.engine()
+        engine = await self.recognizers.for_tenant(state.tenant_id)
         if engine is None:
-            return  # no recognizer in this deployment: the audio is dropped unheard
-        heard = await self._feed(engine, listening, ulaw_decode(audio), finish=chunk.last)
+            return  # no recognizer for this tenant: the audio is dropped unheard
+        try:
+            heard = await self._feed(engine, listening, ulaw_decode(audio), finish=chunk.last)
+        except RecognizerUnavailable:
+            await self._recognizer_down(state, listening)
+            raise
+        listening.told_down = False
         for transcript in heard:
             if state.listening is not listening or self._gone(state):
                 return  # the capture or call ended while the recognizer worked
@@ -227,6 +224,17 @@ class Voice:
             _let_go(listening)  # a broken stream: the next chunk opens a new one
             raise
         return heard
+
+    async def _recognizer_down(self, state: CallState, listening: Listening) -> None:
+        """Tell the agent once (until it hears again) that nothing is being heard, so the
+        capture is switched to the keypad rather than waited on."""
+        if listening.capture_id is None or listening.told_down:
+            return
+        listening.told_down = True
+        view = state.captures.get(listening.capture_id)
+        await self._transcript(
+            state, listening.capture_id, view.current if view else None, RECOGNIZER_DOWN
+        )
 
     def _gone(self, state: CallState) -> bool:
         return self.calls.get((state.tenant_id, state.call_id)) is not state

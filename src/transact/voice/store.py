@@ -1,5 +1,6 @@
-"""Voice's tables: each tenant's call transcription setting, the calls it transcribes (and
-who holds them, for the transcript's readers), and their redacted transcripts.
+"""Voice's tables: each tenant's settings (call transcription, its own recognizer), the
+calls it transcribes (and who holds them, for the transcript's readers), and their
+redacted transcripts.
 
 No audio is ever stored, and no transcript text that was not redacted first: the rows
 of `voice_transcripts` are written only by `CallTranscription.heard`, after `redact`.
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -35,6 +37,11 @@ settings = Table(
     Column("tenant_id", String(64), primary_key=True),
     Column("transcribe_calls", Boolean, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The tenant's own recognizer (NULL: the deployment's), its model, and the account's
+    # API key sealed with the tenant's key.
+    Column("engine", String(32), nullable=True),
+    Column("engine_model", String(64), nullable=True),
+    Column("engine_key", LargeBinary, nullable=True),
 )
 
 # A call of a tenant whose transcription was on when the call started (`transcribed`),
@@ -62,6 +69,13 @@ transcripts = Table(
 
 
 @dataclass(frozen=True)
+class RecognizerRow:
+    engine: str | None  # None: the deployment's
+    model: str | None
+    sealed_key: bytes | None
+
+
+@dataclass(frozen=True)
 class CallRow:
     tenant_id: str
     call_id: str
@@ -84,12 +98,41 @@ async def transcribes_calls(session: AsyncSession, tenant_id: str) -> bool:
 
 
 async def set_transcribe_calls(session: AsyncSession, tenant_id: str, on: bool) -> None:
-    values = {"transcribe_calls": on, "updated_at": utcnow()}
+    await _set(session, tenant_id, transcribe_calls=on)
+
+
+async def recognizer(session: AsyncSession, tenant_id: str) -> RecognizerRow:
+    row = (
+        await session.execute(
+            select(settings.c.engine, settings.c.engine_model, settings.c.engine_key).where(
+                settings.c.tenant_id == tenant_id
+            )
+        )
+    ).first()
+    if row is None:
+        return RecognizerRow(None, None, None)
+    return RecognizerRow(row.engine, row.engine_model, row.engine_key)
+
+
+async def set_recognizer(session: AsyncSession, tenant_id: str, chosen: RecognizerRow) -> None:
+    await _set(
+        session,
+        tenant_id,
+        engine=chosen.engine,
+        engine_model=chosen.model,
+        engine_key=chosen.sealed_key,
+    )
+
+
+async def _set(session: AsyncSession, tenant_id: str, **values: Any) -> None:
+    """Set `values` on the tenant's settings row, made (every other setting off) if missing."""
+    values["updated_at"] = utcnow()
     changed = await session.execute(
         update(settings).where(settings.c.tenant_id == tenant_id).values(**values)
     )
     if changed.rowcount == 0:  # type: ignore[attr-defined]
-        await session.execute(settings.insert().values(tenant_id=tenant_id, **values))
+        row = {"transcribe_calls": False, **values}
+        await session.execute(settings.insert().values(tenant_id=tenant_id, **row))
 
 
 async def call(session: AsyncSession, tenant_id: str, call_id: str) -> CallRow | None:

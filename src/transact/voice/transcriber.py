@@ -56,6 +56,11 @@ class Transcript:
     alternatives: tuple[str, ...] = ()
 
 
+class RecognizerUnavailable(RuntimeError):
+    """A cloud recognizer could not be reached, refused the account, or went away
+    mid-stream. Its message names the status or close code only, never what was heard."""
+
+
 class TranscriberSession(Protocol):
     def feed(self, pcm: npt.NDArray[np.int16]) -> list[Transcript]:
         """Take int16 samples at 8 kHz (any length, usually 20 ms frames); return the
@@ -75,7 +80,9 @@ class TranscriberSession(Protocol):
 class Transcriber(Protocol):
     name: str
 
-    def open(self, *, mode: Mode) -> TranscriberSession: ...
+    def open(self, *, mode: Mode) -> TranscriberSession:
+        """A new stream; a cloud recognizer may raise `RecognizerUnavailable`."""
+        ...
 
 
 @dataclass(frozen=True)

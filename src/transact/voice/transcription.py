@@ -10,6 +10,7 @@ published (`voice.transcript`, source `call`). Audio is never stored.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Final
 
@@ -36,9 +37,9 @@ def no_transcript() -> ApiError:
 
 
 class CallTranscription:
-    def __init__(self, kernel: Kernel, *, available: bool) -> None:
+    def __init__(self, kernel: Kernel, *, available: Callable[[str], Awaitable[bool]]) -> None:
         self.kernel = kernel
-        self.available = available  # a recognizer is configured in this deployment
+        self.available = available  # whether a recognizer hears the tenant's callers
 
     # --- the tenant's setting ----------------------------------------------------------
 
@@ -73,8 +74,8 @@ class CallTranscription:
     async def call_started(self, tenant_id: str, call_id: str) -> bool:
         """Ask telephony for the call's audio when the tenant transcribes calls; whether it
         did. Idempotent: a repeated `call.started` repeats a command telephony ignores."""
-        if not self.available:
-            return False  # no recognizer here: no audio is asked for
+        if not await self.available(tenant_id):
+            return False  # no recognizer for the tenant: no audio is asked for
         if not await self.transcribes_calls(tenant_id):
             return False
         async with self.kernel.db.transaction() as session:

@@ -32,12 +32,16 @@ class ListenServer:
     queries: list[dict[str, str]] = field(default_factory=list)
     control: list[dict[str, Any]] = field(default_factory=list)
     url: str = ""
+    keys: tuple[str, ...] = (KEY,)  # the accounts this server knows
+    accounts: list[str] = field(default_factory=list)  # the key each accepted stream used
 
     def check(self, connection: ServerConnection, request: Request) -> Response | None:
         if urlsplit(request.path).path != "/v1/listen":
             return connection.respond(HTTPStatus.NOT_FOUND, "no such endpoint\n")
-        if request.headers.get("Authorization") != f"Token {KEY}":
+        token = request.headers.get("Authorization", "")
+        if token.removeprefix("Token ") not in self.keys or not token.startswith("Token "):
             return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid credentials\n")
+        self.accounts.append(token.removeprefix("Token "))
         return None
 
     def handle(self, connection: ServerConnection) -> None:
