@@ -38,7 +38,10 @@ from typing import Final
 
 import httpx
 
-from transact.deploy import VAULT_SERVICES  # the only ones given the vault's URL
+from transact.deploy import (
+    VAULT_SERVICES,  # the only ones given the vault's URL
+    profile,
+)
 from transact.kernel.errors import TransactError
 
 STATE_FILE = "cluster.json"
@@ -238,9 +241,17 @@ def _replica_counts(names: Sequence[str], replicas: Mapping[str, int]) -> dict[s
     if unknown:
         raise ClusterError(f"--replicas names a service not started: {', '.join(unknown)}")
     for service, count in replicas.items():
-        if not 1 <= count <= MAX_REPLICAS:
-            raise ClusterError(f"{service}={count}: replicas must be 1 to {MAX_REPLICAS}")
+        _check_count(service, count)
     return {name: replicas.get(name, 1) for name in names}
+
+
+def _check_count(service: str, count: int) -> None:
+    if not 1 <= count <= MAX_REPLICAS:
+        raise ClusterError(f"{service}={count}: replicas must be 1 to {MAX_REPLICAS}")
+    if count > 1 and profile(service).single_instance:
+        # It holds each call's state in memory and gets a call's messages through one
+        # competing group: a second instance would hear half of each call.
+        raise ClusterError(f"{service}={count}: {service} runs as one instance (per-call state)")
 
 
 def parse_replicas(values: Iterable[str]) -> dict[str, int]:
@@ -824,8 +835,7 @@ def _tcp_open(port: int) -> bool:
 def scale(directory: Path, service: str, count: int, timeout: float = START_TIMEOUT) -> Cluster:
     """Run `count` instances of `service`: new ones start and join nginx's upstream once
     ready; surplus ones leave the upstream first, then stop gracefully."""
-    if not 1 <= count <= MAX_REPLICAS:
-        raise ClusterError(f"{service}={count}: replicas must be 1 to {MAX_REPLICAS}")
+    _check_count(service, count)
     cluster = Cluster.load(directory.absolute())
     running = cluster.instances(service)
     if not running:

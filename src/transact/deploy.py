@@ -57,6 +57,9 @@ class Profile:
     memory_limit: str = "512Mi"
     # SIGTERM to exit: uvicorn drains requests, the bus drains handlers (10 s at most).
     grace_seconds: int = 30
+    # Never two at once, not even during a rollout: the old pod stops before the new one
+    # starts (a second one would take half of each call's messages).
+    single_instance: bool = False
 
 
 # Stateless REST and competing consumers run two for availability; telephony does the
@@ -71,9 +74,9 @@ PROFILES: Mapping[str, Profile] = {
     "notifications": Profile(2, "100m", "192Mi"),
     "communications": Profile(1, "100m", "192Mi"),
     "remote": Profile(2, "100m", "192Mi"),
-    # One replica: a call's recognizer session lives in one process (see docs/voice.md);
+    # One instance: a call's recognizer session lives in one process (see docs/voice.md);
     # the offline model decodes on the CPU.
-    "voice": Profile(1, "1", "768Mi", cpu_limit="2", memory_limit="1536Mi"),
+    "voice": Profile(1, "1", "768Mi", cpu_limit="2", memory_limit="1536Mi", single_instance=True),
 }
 DEFAULT_PROFILE = Profile(1, "100m", "256Mi")
 
@@ -225,6 +228,9 @@ def workload(service: str) -> dict[str, Any]:
         spec["serviceName"] = f"transact-{service}"
         spec["podManagementPolicy"] = "Parallel"
         kind = "StatefulSet"
+    elif profile(service).single_instance:
+        spec["strategy"] = {"type": "Recreate"}
+        kind = "Deployment"
     else:
         # Never fewer ready pods than asked for during a rollout.
         spec["strategy"] = {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}

@@ -36,6 +36,15 @@ def test_unknown_services_and_silly_counts_are_refused_before_anything_starts(
     assert not (tmp_path / "c").exists()
 
 
+def test_voice_runs_as_one_instance(tmp_path: Path) -> None:
+    """A call's audio must reach one recognizer: two instances would each hear half."""
+    with pytest.raises(cluster.ClusterError, match="voice=2: voice runs as one instance"):
+        cluster.up(tmp_path / "c", {"voice": 2})
+    assert not (tmp_path / "c").exists()
+    with pytest.raises(cluster.ClusterError, match="voice=3: voice runs as one instance"):
+        cluster.scale(tmp_path / "c", "voice", 3)
+
+
 def test_the_gateway_is_nginx_not_a_process() -> None:
     with pytest.raises(cluster.ClusterError, match="unknown service gateway"):
         cluster.up(Path("/nonexistent/never"), services=["gateway"])

@@ -109,6 +109,20 @@ def test_every_service_runs_with_probes_resources_and_its_secrets(service: str) 
     assert workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 15
 
 
+def test_voice_is_never_two_pods_even_during_a_rollout() -> None:
+    """A call's audio must reach one recognizer: the old pod stops before the new one
+    starts; every other Deployment rolls with a surge and none unavailable."""
+    for service in deploy.deployed_services():
+        workload = service_workload(service)
+        if workload["kind"] != "Deployment":
+            continue
+        strategy = workload["spec"]["strategy"]
+        if service == "voice":
+            assert (workload["spec"]["replicas"], strategy) == (1, {"type": "Recreate"})
+        else:
+            assert strategy["rollingUpdate"]["maxUnavailable"] == 0, service
+
+
 def test_every_secret_and_config_map_that_is_used_is_defined() -> None:
     secrets, maps = named("Secret"), named("ConfigMap")
     for name, _, spec in pod_specs():
