@@ -463,6 +463,9 @@ class Options:
     quick: bool = False
     seed: int = 1
     fsdd: str = "../shared/data/fsdd"
+    cards: int = 10  # card numbers per tuning speaker (and half as many expiries, codes)
+    # per held-out speaker: the numbers that judge the result get the larger sample
+    held_out_cards: int = 30
 
 
 def split_speakers(found: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -501,17 +504,18 @@ def bench_speech(options: Options, settings: WhisperSettings | None = None) -> d
     if recordings is None or not recordings.speakers:
         report["notes"].append(f"human corpus skipped: no FSDD recordings in {folder}")
     else:
-        cards = 1 if options.quick else 10
         tuning, held_out = split_speakers(recordings.speakers)
         report["tuning_speakers"], report["held_out_speakers"] = tuning, held_out
-        if tuning:
-            corpora["human"] = human_fields(
-                rng, recordings, tuning[:1] if options.quick else tuning, cards
-            )
-        if held_out:
-            corpora["human_held_out"] = human_fields(
-                rng, recordings, held_out[:1] if options.quick else held_out, cards
-            )
+        if options.quick:
+            tuning, held_out = tuning[:1], held_out[:1]
+        for name, speakers, cards in (
+            ("human", tuning, options.cards),
+            ("human_held_out", held_out, options.held_out_cards),
+        ):
+            if speakers:
+                corpora[name] = human_fields(
+                    rng, recordings, speakers, 1 if options.quick else cards
+                )
     all_outcomes: list[Outcome] = []
     for name, fields in corpora.items():
         for condition, snr in (("clean", None), ("noisy", NOISE_SNR_DB)):
