@@ -103,15 +103,26 @@ class Recognizers:
         return made
 
     def _made(self, tenant_id: str, row: store.RecognizerRow) -> Transcriber | None:
-        if row.engine is None or row.sealed_key is None:
-            return None
-        try:
-            key = self.kernel.vault.unseal(tenant_id, row.sealed_key, KEY_CONTEXT).decode()
-            return tenant_factory(row.engine, self.kernel.settings, CloudAccount(key, row.model))()
-        except (KeyError, ConfigError, VaultError, UnicodeDecodeError) as exc:
+        key = self._stored_key(tenant_id, row)
+        if row.engine is None or key is None:
             # The deployment's recognizer hears the tenant meanwhile (it never sends
             # audio anywhere the tenant did not choose: it runs here or at the
             # deployment's own account).
+            return None
+        try:
+            return tenant_factory(row.engine, self.kernel.settings, CloudAccount(key, row.model))()
+        except (KeyError, ConfigError) as exc:
+            log.warning("voice.tenant_recognizer_unusable", error=type(exc).__name__)
+            return None
+
+    def _stored_key(self, tenant_id: str, row: store.RecognizerRow) -> str | None:
+        """The tenant's stored key in clear; None when there is none or it cannot be opened
+        (the master key that sealed it was retired: logged)."""
+        if row.sealed_key is None:
+            return None
+        try:
+            return self.kernel.vault.unseal(tenant_id, row.sealed_key, KEY_CONTEXT).decode()
+        except (VaultError, UnicodeDecodeError) as exc:
             log.warning("voice.tenant_recognizer_unusable", error=type(exc).__name__)
             return None
 
@@ -128,6 +139,8 @@ class Recognizers:
         account (a key given now, or the one stored for the same engine). The account is
         tried first; nothing is saved when it does not work."""
         tenant_id = principal.tenant_id
+        if engine == DEPLOYMENT and (api_key is not None or model is not None):
+            raise ApiError(422, "invalid_request", "api_key and model apply to a cloud engine only")
         if engine == DEPLOYMENT:
             chosen = store.RecognizerRow(None, None, None)
         elif engine in CLOUD_ENGINES:
@@ -154,9 +167,9 @@ class Recognizers:
         if api_key is None:
             async with self.kernel.db.transaction() as session:
                 stored = await store.recognizer(session, tenant_id)
-            if stored.engine != engine or stored.sealed_key is None:
+            api_key = self._stored_key(tenant_id, stored) if stored.engine == engine else None
+            if api_key is None:
                 raise unusable(f"api_key is required to use {engine}")
-            api_key = self.kernel.vault.unseal(tenant_id, stored.sealed_key, KEY_CONTEXT).decode()
         try:
             made = tenant_factory(engine, self.kernel.settings, CloudAccount(api_key, model))()
             await asyncio.to_thread(try_stream, made)

@@ -24,6 +24,7 @@ from transact import voice
 from transact.auth import Accounts, SigningKeys
 from transact.contracts.voice import VoiceTranscript
 from transact.kernel import Kernel
+from transact.kernel.errors import ApiError
 from transact.kernel.security import Principal, Role
 from transact.voice import store
 from transact.voice.flow import RECOGNIZER_DOWN
@@ -95,6 +96,7 @@ async def test_the_deployments_recognizer_is_the_default(admin: Admin) -> None:
         ({"engine": "deepgram", "api_key": OWN_KEY, "model": "Nova 3"}, "invalid_request"),
         ({"engine": "deepgram", "api_key": OWN_KEY, "url": "wss://x"}, "invalid_request"),
         ({"engine": 7}, "invalid_request"),
+        ({"engine": "deployment", "model": "nova-3"}, "invalid_request"),
     ],
 )
 async def test_bad_choices_are_clear_errors_and_change_nothing(
@@ -226,3 +228,6 @@ async def test_a_key_sealed_under_a_key_no_longer_held_falls_back_to_the_deploym
             )
         recognizers._tenants.clear()
         assert await recognizers.for_tenant(TENANT) is scripted
+        # Nor can it be kept by leaving the key out: the admin is asked for it again.
+        with pytest.raises(ApiError, match="api_key is required"):
+            await recognizers.choose(principal(TENANT), "deepgram", None, "nova-3")
