@@ -219,6 +219,26 @@ def readback_phrases(last4: str) -> list[str]:
 
 PAUSE: Final = "_pause"
 
+# What the customer hears when capture refuses a spoken field (a standard phrase each).
+# Capture's reasons are text for the agent: the two that saying it again cannot mend
+# are told apart by their words (a unit test holds them to capture's validators).
+REFUSAL_PHRASES: Final = {
+    "pan": "invalid_pan",
+    "expiry": "invalid_expiry",
+    "cvv": "invalid_cvv",
+    "postcode": "invalid_postcode",
+}
+
+
+def refusal_phrase(field_name: str, reason: str | None) -> str | None:
+    """The phrase for a spoken field that capture refused ("That card number is not valid.
+    Please try again."); None for a field with no phrase."""
+    if reason == "card has expired":
+        return "card_expired"
+    if reason is not None and reason.endswith(" is not accepted"):
+        return "card_not_accepted"
+    return REFUSAL_PHRASES.get(field_name)
+
 
 # --- what capture has told us about one capture ---------------------------------------------
 

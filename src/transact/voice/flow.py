@@ -427,6 +427,7 @@ class Voice:
         complete: bool,
         valid: bool | None,
         last4: str | None,
+        reason: str | None = None,
     ) -> None:
         state = self._state(tenant_id, call_id)
         if state is None or capture_id in state.closed:
@@ -435,14 +436,18 @@ class Voice:
         view.progress(name, event, complete, valid)
         listening = state.listening
         if (
-            self.readback
-            and last4
-            and view.pan_confirmable(name, event, valid, last4)
-            and state.speech_capture == capture_id
-            and listening is not None
-            and listening.capture_id == capture_id
+            state.speech_capture != capture_id
+            or listening is None
+            or listening.capture_id != capture_id
         ):
+            return  # the customer is not speaking this capture: telephony's tones suffice
+        if self.readback and last4 and view.pan_confirmable(name, event, valid, last4):
             await self._read_back(state, listening, last4)
+        elif event == "rejected":
+            # Heard wrong, most likely: the customer is told in words to say it again.
+            phrase = domain.refusal_phrase(name, reason)
+            if phrase is not None:
+                await self._play(state, [phrase])
 
     def capture_ended(self, tenant_id: str, call_id: str, capture_id: str, *, final: bool) -> None:
         """A capture completed (`final` False: a field may still be asked again) or was

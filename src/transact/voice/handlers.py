@@ -51,6 +51,7 @@ def subscribe(service: Service, voice: Voice) -> None:
                 message.complete,
                 message.valid,
                 message.last4,
+                message.reason,
             )
 
     async def on_completed(message: Message) -> None:

@@ -37,6 +37,7 @@ from transact.contracts.capture import (
 )
 from transact.contracts.voice import VoiceAudio, VoiceKeys, VoiceTranscript
 from transact.kernel import Kernel
+from transact.kernel.prompts import standard
 from transact.kernel.settings import load_settings
 from transact.voice.flow import Voice
 
@@ -278,6 +279,57 @@ async def test_a_valid_card_number_is_read_back_and_no_asks_for_it_again(ear: Ea
     digits_stream = ear.recognizer.opened[0]
     assert digits_stream.mode == "digits"
     assert digits_stream.closed, "the answer's stream replaced the digits stream, closed"
+
+
+async def refuse(ear: Ear, field: str, reason: str) -> None:
+    await ear.kernel.bus.publish(
+        CaptureProgress(
+            tenant_id=TENANT,
+            capture_id=CAPTURE,
+            call_id=CALL,
+            field=field,
+            event="rejected",
+            digits=0,
+            complete=False,
+            valid=False,
+            reason=reason,
+        )
+    )
+
+
+async def test_a_refused_spoken_field_is_explained_in_words(ear: Ear) -> None:
+    """A card number heard wrong fails Luhn: the speaking customer is told to try again
+    (telephony's low tone alone means little to someone who did not press a key)."""
+    await ear.speech_capture()
+    ear.recognizer.say(*GROUPS)
+    await ear.send(ear.audio(4))
+    await ear.wait_for("voice.keys", 4)
+    await refuse(ear, "pan", "fails the Luhn check")
+    (play,) = await ear.wait_for("call.play")
+    assert isinstance(play, CallPlay)
+    invalid_pan = standard("en", "invalid_pan")
+    assert invalid_pan is not None
+    assert play.clips == [audio_clip_digest(invalid_pan)]
+    assert play.barge_in, "the customer may start again over it"
+
+    await refuse(ear, "expiry", "card has expired")
+    plays = await ear.wait_for("call.play", 2)
+    expired = standard("en", "card_expired")
+    assert expired is not None
+    assert plays[1].clips == [audio_clip_digest(expired)]  # type: ignore[attr-defined]
+
+
+async def test_a_keypad_capture_gets_no_words_from_voice(ear: Ear) -> None:
+    await ear.speech_capture()
+    ear.recognizer.say("four one one one")
+    await ear.send(ear.audio(1))
+    await ear.wait_for("voice.keys")
+    await ear.kernel.bus.publish(
+        CallSecureMode(tenant_id=TENANT, call_id=CALL, on=True, capture_id=CAPTURE, input="keypad")
+    )
+    await refuse(ear, "pan", "fails the Luhn check")
+    await asyncio.sleep(0.2)
+    assert ear.events("call.play") == []
 
 
 async def test_pressing_1_confirms_and_the_next_field_is_heard_as_digits(ear: Ear) -> None:

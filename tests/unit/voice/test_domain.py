@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 
 import pytest
 
+from transact.capture import domain as capture_domain
 from transact.contracts.voice import pack_chunk, unpack_chunk, voice_audio_context
+from transact.kernel.prompts import standard
 from transact.kernel.sequence import InOrder
 from transact.voice import domain
 
@@ -251,3 +254,20 @@ def test_plausible_knows_whole_card_numbers_and_months() -> None:
     assert not domain.plausible("expiry", "0028")
     assert not domain.plausible("expiry", "1328")
     assert domain.plausible("cvv", "000")
+
+
+def test_a_refused_field_is_explained_by_the_phrase_that_fits_capture_s_reason() -> None:
+    """Capture's own reasons (its validators), so the two are held together."""
+    accepted = frozenset({capture_domain.Brand.VISA})
+    luhn = capture_domain.validate_pan("4111111111111112", accepted)
+    amex = capture_domain.validate_pan("378282246310005", accepted)
+    expired = capture_domain.validate_expiry("0120", date(2026, 11, 28))
+    month = capture_domain.validate_expiry("1328", date(2026, 11, 28))
+    assert domain.refusal_phrase("pan", luhn) == "invalid_pan"
+    assert domain.refusal_phrase("pan", amex) == "card_not_accepted"
+    assert domain.refusal_phrase("expiry", expired) == "card_expired"
+    assert domain.refusal_phrase("expiry", month) == "invalid_expiry"
+    assert domain.refusal_phrase("cvv", "security codes have 3 digits") == "invalid_cvv"
+    assert domain.refusal_phrase("amount", "nonsense") is None
+    for phrase in (*domain.REFUSAL_PHRASES.values(), "card_expired", "card_not_accepted"):
+        assert standard("en", phrase) is not None, phrase
