@@ -148,10 +148,10 @@ class DeepgramSession:
             raise RecognizerUnavailable(f"deepgram unreachable: {type(exc).__name__}") from None
 
     def feed(self, pcm: npt.NDArray[np.int16]) -> list[Transcript]:
-        try:
+        # A stream the service closed may still hold the results it sent before closing:
+        # they are returned first, and the close is raised once none is left.
+        with contextlib.suppress(ConnectionClosed):
             self._socket.send(np.asarray(pcm, dtype="<i2").tobytes())
-        except ConnectionClosed as exc:
-            raise self._gone(exc) from None
         return self._ready()
 
     def finish(self) -> list[Transcript]:
@@ -183,6 +183,8 @@ class DeepgramSession:
             except TimeoutError:
                 return heard
             except ConnectionClosed as exc:
+                if heard:
+                    return heard  # the close is raised with the next audio
                 raise self._gone(exc) from None
             result = final_transcript(message)
             if result is not None:

@@ -180,12 +180,7 @@ class Voice:
         engine = await self.recognizers.for_tenant(state.tenant_id)
         if engine is None:
             return  # no recognizer for this tenant: the audio is dropped unheard
-        try:
-            heard = await self._feed(engine, listening, ulaw_decode(audio), finish=chunk.last)
-        except RecognizerUnavailable:
-            await self._recognizer_down(state, listening)
-            raise
-        listening.told_down = False
+        heard = await self._feed(state, engine, listening, ulaw_decode(audio), finish=chunk.last)
         for transcript in heard:
             if state.listening is not listening or self._gone(state):
                 return  # the capture or call ended while the recognizer worked
@@ -207,13 +202,25 @@ class Voice:
             return None
 
     async def _feed(
-        self, engine: Transcriber, listening: Listening, pcm: np.ndarray, *, finish: bool
+        self,
+        state: CallState,
+        engine: Transcriber,
+        listening: Listening,
+        pcm: np.ndarray,
+        *,
+        finish: bool,
     ) -> list[Transcript]:
         wanted: TranscriptionMode = "free" if listening.confirming else listening.mode
         if listening.session is None or listening.session_mode != wanted:
             _let_go(listening)  # the read-back's answer is heard on a stream of its own
-            listening.session = await asyncio.to_thread(engine.open, mode=wanted)
+            try:
+                listening.session = await asyncio.to_thread(engine.open, mode=wanted)
+            except RecognizerUnavailable:
+                # No stream opens (a dropped one is simply opened again, unannounced).
+                await self._recognizer_down(state, listening)
+                raise
             listening.session_mode = wanted
+            listening.told_down = False
         session = listening.session
         try:
             heard = await asyncio.to_thread(session.feed, pcm) if len(pcm) else []
@@ -226,8 +233,8 @@ class Voice:
         return heard
 
     async def _recognizer_down(self, state: CallState, listening: Listening) -> None:
-        """Tell the agent once (until it hears again) that nothing is being heard, so the
-        capture is switched to the keypad rather than waited on."""
+        """Tell the agent once (until a stream opens again) that nothing is being heard,
+        so the capture is switched to the keypad rather than waited on."""
         if listening.capture_id is None or listening.told_down:
             return
         listening.told_down = True

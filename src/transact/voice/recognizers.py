@@ -6,7 +6,9 @@ A tenant's API key is sealed with the tenant's key before it is stored, never re
 logged or audited. The account is tried before it is saved: a key the service refuses is
 a clear 422 for the admin, not a silent capture later. The choice is looked up when a
 capture or a transcribed call needs a recognizer and kept here for `CHOICE_TTL_S`, so
-a change reaches the next capture (at once in the process that took it).
+a change reaches the next stream (at once in the process that took it). A stored key
+that cannot be opened refuses speech: it is never replaced by the deployment's
+recognizer, since the tenant chose where its callers' card audio goes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from transact.kernel.errors import ApiError, ConfigError, VaultError
 from transact.kernel.security import Principal
 from transact.voice import store
 from transact.voice.engines import CLOUD_ENGINES, CloudAccount, EngineFactory, tenant_factory
-from transact.voice.transcriber import RecognizerUnavailable, Transcriber
+from transact.voice.transcriber import (
+    Mode,
+    RecognizerUnavailable,
+    Transcriber,
+    TranscriberSession,
+)
 
 log = structlog.get_logger("transact.voice")
 
@@ -52,6 +59,16 @@ def unusable(message: str) -> ApiError:
     return ApiError(422, "recognizer_unusable", message)
 
 
+class Unusable:
+    """A tenant's recognizer whose stored key cannot be opened: every stream is refused."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def open(self, *, mode: Mode) -> TranscriberSession:
+        raise RecognizerUnavailable(f"{self.name}: the tenant's key cannot be opened")
+
+
 def try_stream(made: Transcriber) -> None:
     """Open a stream and drop it unused: the service checks the key when a stream opens."""
     made.open(mode="digits").close()
@@ -68,6 +85,9 @@ class Recognizers:
         # (None: the deployment's). Kept while the row is unchanged: a cloud recognizer
         # remembers that its service is down.
         self._tenants: dict[str, tuple[float, store.RecognizerRow, Transcriber | None]] = {}
+        # Bumped by each choice made here: a lookup that read the row before it does not
+        # cache what it read (it would keep a key just deleted for CHOICE_TTL_S).
+        self._changes: dict[str, int] = {}
 
     # --- what hears a tenant ---------------------------------------------------------------
 
@@ -96,24 +116,28 @@ class Recognizers:
         now = time.monotonic()
         if known is not None and known[0] > now:
             return known[2]
+        changes = self._changes.get(tenant_id, 0)
         async with self.kernel.db.transaction() as session:
             row = await store.recognizer(session, tenant_id)
         made = known[2] if known is not None and known[1] == row else self._made(tenant_id, row)
-        self._tenants[tenant_id] = (now + CHOICE_TTL_S, row, made)
+        if self._changes.get(tenant_id, 0) == changes:
+            self._tenants[tenant_id] = (now + CHOICE_TTL_S, row, made)
         return made
 
     def _made(self, tenant_id: str, row: store.RecognizerRow) -> Transcriber | None:
-        key = self._stored_key(tenant_id, row)
-        if row.engine is None or key is None:
-            # The deployment's recognizer hears the tenant meanwhile (it never sends
-            # audio anywhere the tenant did not choose: it runs here or at the
-            # deployment's own account).
+        if row.engine is None:
             return None
+        key = self._stored_key(tenant_id, row)
         try:
-            return tenant_factory(row.engine, self.kernel.settings, CloudAccount(key, row.model))()
+            if key is not None:
+                account = CloudAccount(key, row.model)
+                return tenant_factory(row.engine, self.kernel.settings, account)()
         except (KeyError, ConfigError) as exc:
             log.warning("voice.tenant_recognizer_unusable", error=type(exc).__name__)
-            return None
+        # Not the deployment's recognizer instead: the tenant chose where its callers'
+        # card audio goes. Its agents are told speech is unavailable; its admin sets the
+        # key again.
+        return Unusable(row.engine)
 
     def _stored_key(self, tenant_id: str, row: store.RecognizerRow) -> str | None:
         """The tenant's stored key in clear; None when there is none or it cannot be opened
@@ -158,6 +182,7 @@ class Recognizers:
                 target=tenant_id,
                 details={"engine": engine, "model": model, "key_given": api_key is not None},
             )
+        self._changes[tenant_id] = self._changes.get(tenant_id, 0) + 1
         self._tenants.pop(tenant_id, None)
         return choice_of(chosen)
 
@@ -172,8 +197,16 @@ class Recognizers:
                 raise unusable(f"api_key is required to use {engine}")
         try:
             made = tenant_factory(engine, self.kernel.settings, CloudAccount(api_key, model))()
+        except ConfigError as exc:
+            # The deployment's settings for this engine (its URL) are wrong: the
+            # operator's to mend, not the tenant's.
+            log.error("voice.cloud_engine_misconfigured", engine=engine, error=str(exc))
+            raise ApiError(
+                503, "recognizer_not_configured", f"{engine} is not configured here"
+            ) from None
+        try:
             await asyncio.to_thread(try_stream, made)
-        except (ConfigError, RecognizerUnavailable) as exc:
+        except RecognizerUnavailable as exc:
             # The adapters' messages name a status or close code, never the key.
             raise unusable(f"{engine} could not be used with this account: {exc}") from None
         sealed = self.kernel.vault.seal(tenant_id, api_key.encode(), KEY_CONTEXT)

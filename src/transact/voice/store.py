@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.contracts import utcnow
@@ -125,14 +126,16 @@ async def set_recognizer(session: AsyncSession, tenant_id: str, chosen: Recogniz
 
 
 async def _set(session: AsyncSession, tenant_id: str, **values: Any) -> None:
-    """Set `values` on the tenant's settings row, made (every other setting off) if missing."""
+    """Set `values` on the tenant's settings row, made (every other setting off) if missing;
+    one statement, so two first settings at once do not collide on the key."""
     values["updated_at"] = utcnow()
-    changed = await session.execute(
-        update(settings).where(settings.c.tenant_id == tenant_id).values(**values)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(settings).values(
+        tenant_id=tenant_id, **{"transcribe_calls": False, **values}
     )
-    if changed.rowcount == 0:  # type: ignore[attr-defined]
-        row = {"transcribe_calls": False, **values}
-        await session.execute(settings.insert().values(tenant_id=tenant_id, **row))
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=[settings.c.tenant_id], set_=values)
+    )
 
 
 async def call(session: AsyncSession, tenant_id: str, call_id: str) -> CallRow | None:

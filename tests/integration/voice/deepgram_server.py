@@ -34,12 +34,14 @@ class ListenServer:
     url: str = ""
     keys: tuple[str, ...] = (KEY,)  # the accounts this server knows
     accounts: list[str] = field(default_factory=list)  # the key each accepted stream used
+    max_streams: int | None = None  # refuse every stream after this many (a revoked key)
 
     def check(self, connection: ServerConnection, request: Request) -> Response | None:
         if urlsplit(request.path).path != "/v1/listen":
             return connection.respond(HTTPStatus.NOT_FOUND, "no such endpoint\n")
         token = request.headers.get("Authorization", "")
-        if token.removeprefix("Token ") not in self.keys or not token.startswith("Token "):
+        spent = self.max_streams is not None and len(self.accounts) >= self.max_streams
+        if spent or token.removeprefix("Token ") not in self.keys or not token.startswith("Token "):
             return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid credentials\n")
         self.accounts.append(token.removeprefix("Token "))
         return None

@@ -108,14 +108,17 @@ def test_a_refused_key_is_a_clear_error_that_does_not_show_the_key(server: Liste
     assert "not-the-key" not in str(refused.value)
 
 
-def test_a_stream_the_service_drops_is_a_clear_error() -> None:
+def test_a_stream_the_service_drops_is_a_clear_error_after_what_it_sent() -> None:
+    """The result sent just before the close is returned; the close is raised after it."""
     failing = ListenServer(script=[["4111"], ["1111"]], close_code=1011)
     with listen_server(failing):
         session = transcriber(failing.url).open(mode="digits")
+        heard: list[Transcript] = []
         with pytest.raises(RecognizerUnavailable, match="code 1011"):
             for _ in range(200):
-                feed_until_heard(session, speech(1.0))
+                heard += feed_until_heard(session, speech(1.0))
                 time.sleep(0.02)
+        assert [t.text for t in heard] == ["4111"]
 
 
 def test_nothing_listening_is_a_clear_error_and_is_not_hammered() -> None:

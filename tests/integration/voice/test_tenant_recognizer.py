@@ -7,6 +7,7 @@ recognizer is down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from transact.kernel.security import Principal, Role
 from transact.voice import store
 from transact.voice.flow import RECOGNIZER_DOWN
 from transact.voice.recognizers import KEY_CONTEXT
+from transact.voice.transcriber import RecognizerUnavailable
 
 OWN_KEY = "dg-tenant-own-account-1"
 PATH = "/api/v1/voice/recognizer"
@@ -90,27 +92,34 @@ async def test_the_deployments_recognizer_is_the_default(admin: Admin) -> None:
     ("body", "code"),
     [
         ({"engine": "whisper-large"}, "invalid_engine"),
-        ({"engine": "deepgram"}, "recognizer_unusable"),  # no key given nor stored
+        ({"engine": "deepgram", "api_key": "dg-not-an-account"}, "recognizer_unusable"),
         ({"engine": "deepgram", "api_key": "short"}, "invalid_request"),
         ({"engine": "deepgram", "api_key": "has a space in it"}, "invalid_request"),
         ({"engine": "deepgram", "api_key": OWN_KEY, "model": "Nova 3"}, "invalid_request"),
         ({"engine": "deepgram", "api_key": OWN_KEY, "url": "wss://x"}, "invalid_request"),
         ({"engine": 7}, "invalid_request"),
+        ({"engine": ""}, "invalid_request"),
         ({"engine": "deployment", "model": "nova-3"}, "invalid_request"),
     ],
 )
 async def test_bad_choices_are_clear_errors_and_change_nothing(
     admin: Admin, body: dict[str, object], code: str
 ) -> None:
+    kept = {"engine": "deepgram", "api_key": OWN_KEY, "model": "nova-3"}
+    assert (await admin.put(kept)).status_code == 200
     answer = await admin.put(body)
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["code"] == code
-    assert (await admin.client.get(PATH, headers=admin.root)).json()["engine"] == "deployment"
+    after = (await admin.client.get(PATH, headers=admin.root)).json()
+    assert (after["engine"], after["model"], after["key_set"]) == ("deepgram", "nova-3", True)
 
 
 async def test_a_key_the_service_refuses_is_not_saved_nor_echoed(
     admin: Admin, cloud: deepgram_server.ListenServer
 ) -> None:
+    missing = await admin.put({"engine": "deepgram"})  # no key given, none stored
+    assert missing.status_code == 422
+    assert "api_key is required" in missing.text
     wrong = "dg-not-an-account-of-ours"
     answer = await admin.put({"engine": "deepgram", "api_key": wrong})
     assert answer.status_code == 422
@@ -119,6 +128,24 @@ async def test_a_key_the_service_refuses_is_not_saved_nor_echoed(
     assert wrong not in answer.text
     assert (await admin.client.get(PATH, headers=admin.root)).json()["key_set"] is False
     assert cloud.accounts == []
+
+
+async def test_a_deployment_url_that_is_wrong_is_the_operators_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain ws:// URL to another host is never used for card audio: 503, not the
+    tenant's 422."""
+    monkeypatch.setitem(voice.ENGINES, "scripted", ScriptedTranscriber)
+    async with listening(
+        tmp_path,
+        monkeypatch,
+        ScriptedTranscriber(),
+        voice_engine="scripted",
+        deepgram_url="ws://recognizer.example.com/v1/listen",
+    ) as ear:
+        with pytest.raises(ApiError) as refused:
+            await ear.voice.recognizers.choose(principal(TENANT), "deepgram", OWN_KEY, None)
+        assert (refused.value.status, refused.value.code) == (503, "recognizer_not_configured")
 
 
 async def test_a_tenants_own_account_is_tried_sealed_and_never_shown(
@@ -168,50 +195,72 @@ async def hear_card(ear: Ear) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_only_the_tenant_that_chose_its_account_streams_to_it(
+async def test_speech_is_offered_to_the_tenant_with_its_own_account_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloud: deepgram_server.ListenServer
 ) -> None:
-    """No recognizer in the deployment: speech is offered to the tenant with its own
-    account only, and its capture streams with its own key."""
     async with listening(
         tmp_path, monkeypatch, ScriptedTranscriber(), voice_engine="off", deepgram_url=cloud.url
     ) as ear:
         recognizers = ear.voice.recognizers
         assert not await recognizers.available(TENANT)
         await recognizers.choose(principal(TENANT), "deepgram", OWN_KEY, None)
-        assert await recognizers.available(TENANT)
-        assert not await recognizers.available("ten_other")
+        assert await recognizers.engine_of(TENANT) == "deepgram"
+        assert await recognizers.engine_of("ten_other") is None
+        await recognizers.choose(principal(TENANT), "deployment", None, None)
+        assert not await recognizers.available(TENANT)
 
+
+async def test_the_tenants_capture_streams_with_its_own_key_not_the_deployments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloud: deepgram_server.ListenServer
+) -> None:
+    """The deployment hears with Deepgram on its own account; the tenant chose another."""
+    cloud.keys = (OWN_KEY, deepgram_server.KEY)
+    async with listening(
+        tmp_path,
+        monkeypatch,
+        ScriptedTranscriber(),
+        voice_engine="deepgram",
+        deepgram_api_key=deepgram_server.KEY,
+        deepgram_url=cloud.url,
+    ) as ear:
+        await ear.voice.recognizers.choose(principal(TENANT), "deepgram", OWN_KEY, "nova-3")
         await hear_card(ear)
         await ear.wait_for("voice.keys", 4)
         assert ear.keys() == PAN
-        assert set(cloud.accounts) == {OWN_KEY}
-        assert cloud.queries[-1]["model"] == "nova-2-phonecall", "the deployment's model"
-        assert len(cloud.queries) == 2, "the try, then one stream for the card number"
+        assert cloud.accounts == [OWN_KEY, OWN_KEY], "the try, then the card number's stream"
+        assert cloud.queries[-1]["model"] == "nova-3"
 
 
-async def test_the_agent_is_told_once_when_the_recognizer_is_down(
+async def test_the_agent_is_told_once_when_the_recognizer_goes_away_mid_capture(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloud: deepgram_server.ListenServer
 ) -> None:
     async with listening(
         tmp_path, monkeypatch, ScriptedTranscriber(), voice_engine="off", deepgram_url=cloud.url
     ) as ear:
         await ear.voice.recognizers.choose(principal(TENANT), "deepgram", OWN_KEY, None)
-        cloud.keys = ()  # the account is revoked after it was chosen
+        # The service drops the stream after its first result, and the account is
+        # revoked then: the try and the capture's first stream are the last it takes.
+        cloud.close_code, cloud.max_streams = 1011, 2
         await ear.speech_capture()
-        for _ in range(5):
+        for _ in range(50):
             await ear.send(ear.audio(1))
-        told = await ear.wait_for("voice.transcript")
+            if len(ear.events("voice.transcript")) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        told = await ear.wait_for("voice.transcript", 2)
         await asyncio.sleep(0.3)
-        assert [m.text for m in ear.events("voice.transcript")] == [RECOGNIZER_DOWN]
-        assert isinstance(told[0], VoiceTranscript)
-        assert told[0].field == "pan"
-        assert ear.keys() == ""
+        texts = [m.text for m in ear.events("voice.transcript")]  # type: ignore[attr-defined]
+        assert texts == ["[card number: 4 digits]", RECOGNIZER_DOWN]
+        assert isinstance(told[1], VoiceTranscript)
+        assert told[1].field == "pan"
+        assert ear.keys() == "4111"
 
 
-async def test_a_key_sealed_under_a_key_no_longer_held_falls_back_to_the_deployment(
+async def test_a_key_that_cannot_be_opened_is_not_replaced_by_the_deployments_recognizer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloud: deepgram_server.ListenServer
 ) -> None:
+    """The tenant chose where its callers' card audio goes: speech is refused (the agent
+    is told), not heard by the deployment's recognizer instead."""
     scripted = ScriptedTranscriber()
     monkeypatch.setitem(voice.ENGINES, "scripted", lambda: scripted)
     async with listening(
@@ -227,7 +276,42 @@ async def test_a_key_sealed_under_a_key_no_longer_held_falls_back_to_the_deploym
                 session, TENANT, store.RecognizerRow("deepgram", None, foreign)
             )
         recognizers._tenants.clear()
-        assert await recognizers.for_tenant(TENANT) is scripted
+        unusable = await recognizers.for_tenant(TENANT)
+        assert unusable is not None
+        assert unusable is not scripted
+        assert unusable.name == "deepgram"
+        with pytest.raises(RecognizerUnavailable, match="cannot be opened"):
+            unusable.open(mode="digits")
         # Nor can it be kept by leaving the key out: the admin is asked for it again.
         with pytest.raises(ApiError, match="api_key is required"):
             await recognizers.choose(principal(TENANT), "deepgram", None, "nova-3")
+
+
+async def test_a_lookup_that_overlaps_a_change_does_not_keep_the_old_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloud: deepgram_server.ListenServer
+) -> None:
+    """A capture read the row just before the admin went back to the deployment: what it
+    read must not be kept, or the deleted key would go on streaming for 30 s."""
+    async with listening(
+        tmp_path, monkeypatch, ScriptedTranscriber(), voice_engine="off", deepgram_url=cloud.url
+    ) as ear:
+        recognizers = ear.voice.recognizers
+        await recognizers.choose(principal(TENANT), "deepgram", OWN_KEY, None)
+        read, go_on = asyncio.Event(), asyncio.Event()
+        real = ear.kernel.db.transaction
+
+        @contextlib.asynccontextmanager
+        async def slow() -> AsyncIterator[object]:
+            async with real() as session:
+                yield session
+            read.set()  # the row is read and its transaction over: the change comes now
+            await go_on.wait()
+
+        monkeypatch.setattr(ear.kernel.db, "transaction", slow)
+        lookup = asyncio.create_task(recognizers.engine_of(TENANT))
+        await read.wait()
+        monkeypatch.setattr(ear.kernel.db, "transaction", real)
+        await recognizers.choose(principal(TENANT), "deployment", None, None)
+        go_on.set()
+        assert await lookup == "deepgram"  # it read before the change
+        assert await recognizers.engine_of(TENANT) is None
