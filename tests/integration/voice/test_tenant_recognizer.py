@@ -185,25 +185,23 @@ def principal(tenant_id: str) -> Principal:
     return Principal(kind="user", id="usr_admin", tenant_id=tenant_id, name="root", role=Role.ADMIN)
 
 
-async def hear_card(ear: Ear) -> None:
-    await ear.speech_capture()
-    await ear.send(ear.audio(4))
-    for _ in range(100):  # a result is collected when the next audio goes
-        if len(ear.events("voice.keys")) >= 4:
-            return
-        await ear.send(ear.audio(0))
-        await asyncio.sleep(0.1)
+@contextlib.asynccontextmanager
+async def own_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloud: deepgram_server.ListenServer
+) -> AsyncIterator[Ear]:
+    """Voice with no recognizer of the deployment's, and tenant TENANT on its own."""
+    async with listening(
+        tmp_path, monkeypatch, ScriptedTranscriber(), voice_engine="off", deepgram_url=cloud.url
+    ) as ear:
+        await ear.voice.recognizers.choose(principal(TENANT), "deepgram", OWN_KEY, None)
+        yield ear
 
 
 async def test_speech_is_offered_to_the_tenant_with_its_own_account_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloud: deepgram_server.ListenServer
 ) -> None:
-    async with listening(
-        tmp_path, monkeypatch, ScriptedTranscriber(), voice_engine="off", deepgram_url=cloud.url
-    ) as ear:
+    async with own_account(tmp_path, monkeypatch, cloud) as ear:
         recognizers = ear.voice.recognizers
-        assert not await recognizers.available(TENANT)
-        await recognizers.choose(principal(TENANT), "deepgram", OWN_KEY, None)
         assert await recognizers.engine_of(TENANT) == "deepgram"
         assert await recognizers.engine_of("ten_other") is None
         await recognizers.choose(principal(TENANT), "deployment", None, None)
@@ -224,7 +222,7 @@ async def test_the_tenants_capture_streams_with_its_own_key_not_the_deployments(
         deepgram_url=cloud.url,
     ) as ear:
         await ear.voice.recognizers.choose(principal(TENANT), "deepgram", OWN_KEY, "nova-3")
-        await hear_card(ear)
+        await ear.say_card_to_a_stream()
         await ear.wait_for("voice.keys", 4)
         assert ear.keys() == PAN
         assert cloud.accounts == [OWN_KEY, OWN_KEY], "the try, then the card number's stream"
@@ -234,10 +232,7 @@ async def test_the_tenants_capture_streams_with_its_own_key_not_the_deployments(
 async def test_the_agent_is_told_once_when_the_recognizer_goes_away_mid_capture(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloud: deepgram_server.ListenServer
 ) -> None:
-    async with listening(
-        tmp_path, monkeypatch, ScriptedTranscriber(), voice_engine="off", deepgram_url=cloud.url
-    ) as ear:
-        await ear.voice.recognizers.choose(principal(TENANT), "deepgram", OWN_KEY, None)
+    async with own_account(tmp_path, monkeypatch, cloud) as ear:
         # The service drops the stream after its first result, and the account is
         # revoked then: the try and the capture's first stream are the last it takes.
         cloud.close_code, cloud.max_streams = 1011, 2
@@ -292,11 +287,8 @@ async def test_a_lookup_that_overlaps_a_change_does_not_keep_the_old_choice(
 ) -> None:
     """A capture read the row just before the admin went back to the deployment: what it
     read must not be kept, or the deleted key would go on streaming for 30 s."""
-    async with listening(
-        tmp_path, monkeypatch, ScriptedTranscriber(), voice_engine="off", deepgram_url=cloud.url
-    ) as ear:
+    async with own_account(tmp_path, monkeypatch, cloud) as ear:
         recognizers = ear.voice.recognizers
-        await recognizers.choose(principal(TENANT), "deepgram", OWN_KEY, None)
         read, go_on = asyncio.Event(), asyncio.Event()
         real = ear.kernel.db.transaction
 

@@ -124,6 +124,18 @@ class Ear:
             )
         )
 
+    async def say_card_to_a_stream(self) -> None:
+        """A speech capture of the four groups, heard by a streaming recognizer: a result
+        is collected when the next audio goes, so the line stays open, as a call's does,
+        until the last group is heard."""
+        await self.speech_capture()
+        await self.send(self.audio(4))
+        for _ in range(100):
+            if len(self.events("voice.keys")) >= 4:
+                return
+            await self.send(self.audio(0))
+            await asyncio.sleep(0.1)
+
     async def pan_valid(self, capture_id: str = CAPTURE) -> None:
         await self.kernel.bus.publish(
             CaptureProgress(
@@ -200,15 +212,7 @@ async def test_a_cloud_recognizer_hears_a_capture_over_its_own_protocol(
             deepgram_api_key=deepgram_server.KEY,
             deepgram_url=server.url,
         ) as cloud:
-            await cloud.speech_capture()
-            await cloud.send(cloud.audio(4))
-            # A result is collected when the next audio goes: the line stays open, as a
-            # call's does, until the last group is heard.
-            for _ in range(100):
-                if len(cloud.events("voice.keys")) >= 4:
-                    break
-                await cloud.send(cloud.audio(0))
-                await asyncio.sleep(0.1)
+            await cloud.say_card_to_a_stream()
             keys = await cloud.wait_for("voice.keys", 4)
             assert cloud.keys() == PAN
             assert all(m.source == "speech" for m in keys)  # type: ignore[attr-defined]
