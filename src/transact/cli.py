@@ -530,6 +530,10 @@ def bench_speech(
     held_out_cards: Annotated[
         int, typer.Option(min=1, max=500, help="card numbers per held-out speaker")
     ] = 30,
+    accented: Annotated[
+        bool,
+        typer.Option(help="the accented corpus (MBROLA voices), where they are installed"),
+    ] = True,
 ) -> None:
     """Spoken card fields through the recognizer on one core: accuracy, RTF, latency.
     Each speaker also says half as many expiries and security codes as card numbers."""
@@ -538,7 +542,12 @@ def bench_speech(
     from transact.voice.bench import Options, run_isolated
 
     chosen = Options(
-        quick=quick, seed=seed, fsdd=str(fsdd), cards=cards, held_out_cards=held_out_cards
+        quick=quick,
+        seed=seed,
+        fsdd=str(fsdd),
+        cards=cards,
+        held_out_cards=held_out_cards,
+        accented=accented,
     )
     print(json.dumps(run_isolated(chosen)))
 

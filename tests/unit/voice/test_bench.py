@@ -3,8 +3,12 @@ held-out voice's numbers on their own."""
 
 from __future__ import annotations
 
-import numpy as np
+import subprocess
 
+import numpy as np
+import pytest
+
+from transact.voice import bench
 from transact.voice.bench import CorpusResult, Field, Kind, Outcome, split_speakers
 
 
@@ -48,3 +52,18 @@ def test_a_corpus_of_several_voices_reports_each_voice_apart() -> None:
 def test_one_voice_needs_no_breakdown() -> None:
     summary = CorpusResult([outcome("jackson", "code", "123", "123")]).summary()
     assert "by_speaker" not in summary
+
+
+def test_only_the_accented_voices_installed_here_are_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MBROLA voice without its (non-free) package makes espeak-ng fail: skipped."""
+
+    def speak(text: str, voice: str, speed: int) -> bench.Samples:
+        if voice == "mb-de2-en":
+            return np.zeros(800, np.int16)
+        raise subprocess.CalledProcessError(1, ["espeak-ng", "-v", voice])
+
+    monkeypatch.setattr(bench, "espeak", speak)
+    assert bench.installed_voices(bench.ACCENTED_VOICES) == [("mb-de2-en", 165)]
+    monkeypatch.undo()
+    monkeypatch.setattr(bench.shutil, "which", lambda name: None)  # no espeak-ng at all
+    assert bench.installed_voices(bench.ACCENTED_VOICES) == []
