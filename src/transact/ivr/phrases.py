@@ -54,6 +54,8 @@ SENTENCES: Final = MappingProxyType(
         "speech_confirm": "If that is right, say yes, or press 1. "
         "If it is not, say no, or press 2.",
         "speech_again": "Please say the card number again.",
+        # After a spoken field was refused twice: keys reach capture in speech mode too.
+        "speech_keypad": "You can also key it in on your telephone keypad.",
     }
 )
 

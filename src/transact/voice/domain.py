@@ -230,14 +230,24 @@ REFUSAL_PHRASES: Final = {
 }
 
 
-def refusal_phrase(field_name: str, reason: str | None) -> str | None:
-    """The phrase for a spoken field that capture refused ("That card number is not valid.
-    Please try again."); None for a field with no phrase."""
+# A field refused this often is likely heard wrong (an accent, a noisy line): the keypad
+# is offered, since keys pressed in a speech capture reach capture too.
+KEYPAD_HINT_AFTER: Final = 2
+
+
+def refusal_phrases(field_name: str, reason: str | None, refusals: int) -> list[str]:
+    """What the customer hears when capture refused a spoken field the `refusals`-th time:
+    "That card number is not valid. Please try again.", and from the second time on
+    "You can also key it in on your telephone keypad."; where saying it again cannot
+    help (an expired card, a brand not taken), why, and nothing more."""
     if reason == "card has expired":
-        return "card_expired"
+        return ["card_expired"]
     if reason is not None and reason.endswith(" is not accepted"):
-        return "card_not_accepted"
-    return REFUSAL_PHRASES.get(field_name)
+        return ["card_not_accepted"]
+    phrase = REFUSAL_PHRASES.get(field_name)
+    if phrase is None:
+        return []
+    return [phrase, "speech_keypad"] if refusals >= KEYPAD_HINT_AFTER else [phrase]
 
 
 # --- what capture has told us about one capture ---------------------------------------------
@@ -251,10 +261,13 @@ class CaptureView:
     fields: tuple[str, ...] = DEFAULT_FIELDS
     complete: set[str] = field(default_factory=set)
     current: str | None = "pan"
+    refusals: dict[str, int] = field(default_factory=dict)  # capture's refusals, by field
 
     def progress(self, name: str, event: str, complete: bool, valid: bool | None) -> None:
         if name not in self.fields:
             return
+        if event == "rejected":
+            self.refusals[name] = self.refusals.get(name, 0) + 1
         if event == "completed" and complete and valid:
             self.complete.add(name)
             self.current = next((f for f in self.fields if f not in self.complete), None)

@@ -451,10 +451,14 @@ class Voice:
         if self.readback and last4 and view.pan_confirmable(name, event, valid, last4):
             await self._read_back(state, listening, last4)
         elif event == "rejected":
-            # Heard wrong, most likely: the customer is told in words to say it again.
-            phrase = domain.refusal_phrase(name, reason)
-            if phrase is not None:
-                await self._play(state, [phrase])
+            # Heard wrong, most likely: the customer is told in words to say it again,
+            # and after a second refusal that the keypad works too.
+            phrases = domain.refusal_phrases(name, reason, view.refusals.get(name, 0))
+            if "speech_keypad" in phrases:
+                label = domain.FIELD_LABELS.get(name, "card details")
+                await self._transcript(state, capture_id, name, f"[{label}: keypad offered]")
+            if phrases:
+                await self._play(state, phrases)
 
     def capture_ended(self, tenant_id: str, call_id: str, capture_id: str, *, final: bool) -> None:
         """A capture completed (`final` False: a field may still be asked again) or was

@@ -316,11 +316,20 @@ async def test_a_refused_spoken_field_is_explained_in_words(ear: Ear) -> None:
     assert play.clips == [audio_clip_digest(invalid_pan)]
     assert play.barge_in, "the customer may start again over it"
 
-    await refuse(ear, "expiry", "card has expired")
+    await refuse(ear, "pan", "fails the Luhn check")  # twice: the keypad is offered too
     plays = await ear.wait_for("call.play", 2)
+    keypad = standard("en", "speech_keypad")
+    assert keypad is not None
+    assert plays[1].clips[0] == play.clips[0]  # type: ignore[attr-defined]
+    assert plays[1].clips[-1] == audio_clip_digest(keypad)  # type: ignore[attr-defined]
+    labels = [m.text for m in ear.events("voice.transcript")]  # type: ignore[attr-defined]
+    assert labels[-1] == "[card number: keypad offered]"
+
+    await refuse(ear, "expiry", "card has expired")
+    plays = await ear.wait_for("call.play", 3)
     expired = standard("en", "card_expired")
     assert expired is not None
-    assert plays[1].clips == [audio_clip_digest(expired)]  # type: ignore[attr-defined]
+    assert plays[2].clips == [audio_clip_digest(expired)]  # type: ignore[attr-defined]
 
 
 async def test_a_keypad_capture_gets_no_words_from_voice(ear: Ear) -> None:

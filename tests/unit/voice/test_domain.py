@@ -263,11 +263,25 @@ def test_a_refused_field_is_explained_by_the_phrase_that_fits_capture_s_reason()
     amex = capture_domain.validate_pan("378282246310005", accepted)
     expired = capture_domain.validate_expiry("0120", date(2026, 11, 28))
     month = capture_domain.validate_expiry("1328", date(2026, 11, 28))
-    assert domain.refusal_phrase("pan", luhn) == "invalid_pan"
-    assert domain.refusal_phrase("pan", amex) == "card_not_accepted"
-    assert domain.refusal_phrase("expiry", expired) == "card_expired"
-    assert domain.refusal_phrase("expiry", month) == "invalid_expiry"
-    assert domain.refusal_phrase("cvv", "security codes have 3 digits") == "invalid_cvv"
-    assert domain.refusal_phrase("amount", "nonsense") is None
-    for phrase in (*domain.REFUSAL_PHRASES.values(), "card_expired", "card_not_accepted"):
+    assert domain.refusal_phrases("pan", luhn, 1) == ["invalid_pan"]
+    assert domain.refusal_phrases("pan", luhn, 2) == ["invalid_pan", "speech_keypad"]
+    assert domain.refusal_phrases("pan", amex, 2) == ["card_not_accepted"]
+    assert domain.refusal_phrases("expiry", expired, 3) == ["card_expired"]
+    assert domain.refusal_phrases("expiry", month, 1) == ["invalid_expiry"]
+    assert domain.refusal_phrases("cvv", "security codes have 3 digits", 1) == ["invalid_cvv"]
+    assert domain.refusal_phrases("amount", "nonsense", 2) == []
+    names = (*domain.REFUSAL_PHRASES.values(), "card_expired", "card_not_accepted")
+    for phrase in (*names, "speech_keypad"):
         assert standard("en", phrase) is not None, phrase
+
+
+def test_refusals_are_counted_per_field() -> None:
+    view = domain.CaptureView()
+    for name, event in [
+        ("pan", "rejected"),
+        ("pan", "key"),
+        ("pan", "rejected"),
+        ("cvv", "rejected"),
+    ]:
+        view.progress(name, event, complete=False, valid=False)
+    assert view.refusals == {"pan": 2, "cvv": 1}
