@@ -215,10 +215,11 @@ class Voice:
             _let_go(listening)  # the read-back's answer is heard on a stream of its own
             try:
                 listening.session = await asyncio.to_thread(engine.open, mode=wanted)
-            except RecognizerUnavailable:
-                # No stream opens (a dropped one is simply opened again, unannounced).
-                await self._recognizer_down(state, listening)
-                raise
+            except RecognizerUnavailable as exc:
+                # No stream opens (a dropped one is simply opened again, unannounced); the
+                # audio goes unheard, and the next chunk tries again.
+                await self._recognizer_down(state, listening, exc)
+                return []
             listening.session_mode = wanted
             listening.told_down = False
         session = listening.session
@@ -232,12 +233,19 @@ class Voice:
             raise
         return heard
 
-    async def _recognizer_down(self, state: CallState, listening: Listening) -> None:
-        """Tell the agent once (until a stream opens again) that nothing is being heard,
-        so the capture is switched to the keypad rather than waited on."""
-        if listening.capture_id is None or listening.told_down:
+    async def _recognizer_down(
+        self, state: CallState, listening: Listening, exc: RecognizerUnavailable
+    ) -> None:
+        """Log once, and tell the agent once, until a stream opens again, that nothing is
+        being heard, so a capture is switched to the keypad rather than waited on (a
+        call's audio comes every 200 ms: not a line each)."""
+        if listening.told_down:
             return
         listening.told_down = True
+        # The adapter's message names a status or close code only, never what was said.
+        log.warning("voice.recognizer_unavailable", call_id=state.call_id, reason=str(exc))
+        if listening.capture_id is None:
+            return
         view = state.captures.get(listening.capture_id)
         await self._transcript(
             state, listening.capture_id, view.current if view else None, RECOGNIZER_DOWN

@@ -230,7 +230,10 @@ async def test_the_tenants_capture_streams_with_its_own_key_not_the_deployments(
 
 
 async def test_the_agent_is_told_once_when_the_recognizer_goes_away_mid_capture(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cloud: deepgram_server.ListenServer
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cloud: deepgram_server.ListenServer,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     async with own_account(tmp_path, monkeypatch, cloud) as ear:
         # The service drops the stream after its first result, and the account is
@@ -249,6 +252,10 @@ async def test_the_agent_is_told_once_when_the_recognizer_goes_away_mid_capture(
         assert isinstance(told[1], VoiceTranscript)
         assert told[1].field == "pan"
         assert ear.keys() == "4111"
+        logged = capsys.readouterr().out
+        assert logged.count("voice.recognizer_unavailable") == 1, "not a line per chunk"
+        assert "HTTP 401" in logged
+        assert OWN_KEY not in logged
 
 
 async def test_a_key_that_cannot_be_opened_is_not_replaced_by_the_deployments_recognizer(
