@@ -6,13 +6,22 @@ Screenshots of every step go to the test's tmp folder."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pyotp
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    Page,
+    Route,
+    WebSocketRoute,
+    async_playwright,
+    expect,
+)
 
 from tests.browser.agent_desk import (
     DECLINED_PAN,
@@ -387,3 +396,81 @@ async def test_pay_by_link_from_the_start_menu_to_paid(browser: Browser, tmp_pat
         await shots.take(page, "link-cancelled")
         await witness.never_shown(page, PAN)
         assert witness.problems == []
+
+
+async def test_a_payment_keyed_before_its_creation_reply_arrives_is_shown_as_it_is(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """On a loaded machine the push of `capture.started` and every key can overtake the
+    reply to the POST that opened the payment: the page shows the capture from the push
+    alone, and that reply, when it comes, leaves the page as it is."""
+    async with running(tmp_path, mfa=False) as centre:
+        await centre.user("alice")
+        page, _ = await new_page(browser)
+        await sign_in(page, centre.base, "alice")
+        customer = await centre.call("CA-late", agent="alice")
+        await expect(page.locator("#call-reference")).to_have_text(centre.reference("CA-late"))
+        created: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        release = asyncio.Event()
+
+        async def hold_the_reply(route: Route) -> None:
+            reply = await route.fetch()
+            body = await reply.body()
+            created.set_result(json.loads(body)["id"])
+            await release.wait()
+            await route.fulfill(status=reply.status, headers=reply.headers, body=body)
+
+        await page.route("**/api/v1/calls/*/payments", hold_the_reply)
+        await take_payment(page, "12.00", "INV-LATE")  # shown from the push alone
+        await centre.secure("CA-late")
+        await centre.key(customer, "".join(card_keys()), 2)
+        agent = await centre.bearer("alice")
+        payment = f"/api/v1/payments/{await created}"
+        for _ in range(400):
+            if (await centre.client.get(payment, headers=agent)).json()["status"] == "ready":
+                break
+            await asyncio.sleep(0.05)
+        await expect(page.locator("#capture-submit")).to_be_enabled(timeout=KEYED)
+        release.set()  # the old reply lands now, and nothing comes after it
+        await page.wait_for_timeout(1000)
+        assert await page.locator("#capture-submit").is_enabled()
+        assert await page.locator("#field-cvv").get_attribute("data-state") == "valid"
+
+
+LOST_TOPICS = r'"topic":\s*"capture\.(progress|completed)"'
+
+
+async def test_a_capture_whose_pushes_are_lost_still_reaches_ready_on_the_page(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """Every push about the capture after its start (`capture.progress`, `.completed`) is
+    lost on the way: the desk fetches a quiet open capture again, so the agent still sees
+    the card complete and may submit. (A CI run once left Submit disabled for 20 s with
+    the capture ready: the page never learnt it.)"""
+    async with running(tmp_path, mfa=False) as centre:
+        await centre.user("alice")
+        page, _ = await new_page(browser)
+        lost: list[str] = []
+
+        def without_progress(socket: WebSocketRoute) -> None:
+            server = socket.connect_to_server()
+
+            def to_page(message: str | bytes) -> None:
+                if isinstance(message, str) and re.search(LOST_TOPICS, message):
+                    lost.append(message)
+                    return
+                socket.send(message)
+
+            server.on_message(to_page)
+            socket.on_message(server.send)
+
+        await page.route_web_socket(re.compile(r".*/ws/agent.*"), without_progress)
+        await sign_in(page, centre.base, "alice")
+        customer = await centre.call("CA-lost", agent="alice")
+        await expect(page.locator("#call-reference")).to_have_text(centre.reference("CA-lost"))
+        await take_payment(page, "12.00", "INV-LOST")
+        await centre.secure("CA-lost")
+        await centre.key(customer, "".join(card_keys()), 2)
+        await expect(page.locator("#capture-submit")).to_be_enabled(timeout=KEYED)
+        await expect(page.locator("#field-cvv")).to_have_attribute("data-state", "valid")
+        assert lost, "the pushes were lost, so the page fetched the state itself"

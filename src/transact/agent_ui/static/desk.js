@@ -37,6 +37,10 @@ const EARLY_KEYS_MS = 20_000;
 // Capture learns of a call's agent from the bus, a moment after the page may: opening a
 // payment right after the call appeared is retried for this long.
 const PROJECTION_RETRY_MS = 3000;
+// An open capture with no news for this long is fetched again: a push lost on the way (a
+// reconnect, an overtaken reply) must not leave the agent looking at an old state.
+const CAPTURE_RECHECK_MS = 8000;
+const WATCHED = new Set([...OPEN, "submitted"]); // a capture, or a payment awaiting its outcome
 
 export class Desk {
   constructor(ctx) {
@@ -48,6 +52,7 @@ export class Desk {
     this.linkTimer = null;
     this.codeTimer = null;
     this.refetchTimer = null;
+    this.recheckTimer = null;
     this.earlyTimer = null;
     this.method = null;
     this.wire();
@@ -270,6 +275,17 @@ export class Desk {
     if (data.last4) this.payment.liveLast4 = data.last4;
     this.renderCapture();
     if (data.event !== "key") this.soonReload();
+  }
+
+  // Each render of an open capture pushes the check back: it runs only when nothing has
+  // happened for CAPTURE_RECHECK_MS, and stops once the payment is no longer open.
+  recheckWhenQuiet() {
+    clearTimeout(this.recheckTimer);
+    if (!this.payment || !WATCHED.has(this.payment.status ?? "capturing")) return;
+    const id = this.payment.id;
+    this.recheckTimer = setTimeout(() => {
+      if (this.payment?.id === id) this.reloadPayment();
+    }, CAPTURE_RECHECK_MS);
   }
 
   soonReload() {
@@ -727,6 +743,7 @@ export class Desk {
 
   renderCapture() {
     const payment = this.payment;
+    this.recheckWhenQuiet();
     if (!payment.fields) return;
     const exponent = this.ctx.state.settings.exponents[payment.currency] ?? 2;
     const money = formatMoney(payment.amount, payment.currency, exponent);
