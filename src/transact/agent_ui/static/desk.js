@@ -408,7 +408,12 @@ export class Desk {
     const deadline = Date.now() + PROJECTION_RETRY_MS;
     for (;;) {
       try {
-        this.payment = await this.ctx.api.postOnce(path, body, key);
+        const created = await this.ctx.api.postOnce(path, body, key);
+        // On a busy line the push (`capture.started`, then each key) can overtake this
+        // reply: the page may already show a newer state of this payment, which the
+        // reply, as it was when the payment opened, must not replace.
+        if (this.payment?.id !== created.id) this.payment = created;
+        this.soonReload();
         break;
       } catch (problem) {
         const lagging = ["call_not_found", "not_your_call"].includes(problem.code);
