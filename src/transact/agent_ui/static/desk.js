@@ -453,6 +453,7 @@ export class Desk {
       setText("capture-message", friendly(problem));
     }
     this.render();
+    this.soonReload(); // the push may have overtaken the reply: fetch what is true now
     // The outcome comes by push; ask once more in case this socket was reconnecting.
     setTimeout(() => this.payment?.status === "submitted" && this.reloadPayment(), 8000);
   }
@@ -473,6 +474,7 @@ export class Desk {
       setText("capture-message", friendly(problem));
     }
     this.render();
+    this.soonReload(); // the push may have overtaken the reply: fetch what is true now
   }
 
   // Keypad <-> speech in the middle of a capture: the fields already valid are kept.
@@ -493,6 +495,7 @@ export class Desk {
       setText("capture-message", friendly(problem));
     }
     this.render();
+    this.soonReload(); // the push may have overtaken the reply: fetch what is true now
   }
 
   async recapture(field) {
@@ -507,6 +510,7 @@ export class Desk {
       setText("capture-message", friendly(problem));
     }
     this.render();
+    this.soonReload(); // the push may have overtaken the reply: fetch what is true now
   }
 
   // The same payment as a link: remote takes the capture over, card capture wipes it.
