@@ -30,11 +30,10 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.contracts import utcnow
-from transact.kernel.db import first_row, metadata
+from transact.kernel.db import first_row, metadata, upsert_insert
 from transact.reporting import domain
 
 # Rows written per statement: far below SQLite's bound-parameter limit.
@@ -196,11 +195,6 @@ def utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _insert(session: AsyncSession, table: Table) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 # --- buckets --------------------------------------------------------------------------
 
 
@@ -211,7 +205,7 @@ async def _add_rows(
     if not rows:
         return
     keys = [c.name for c in table.primary_key.columns]
-    statement = _insert(session, table)
+    statement = upsert_insert(session, table)
     statement = statement.on_conflict_do_update(
         index_elements=keys,
         set_={name: table.c[name] + statement.excluded[name] for name in sums},
@@ -346,7 +340,7 @@ async def refunds_of(session: AsyncSession, payment_id: str) -> list[domain.Refu
 async def add_refund(session: AsyncSession, tenant_id: str, refund: domain.Refund) -> bool:
     """Record a refund once by its natural key; False when it was known already."""
     statement = (
-        _insert(session, refunds)
+        upsert_insert(session, refunds)
         .values(
             payment_id=refund.payment_id,
             refunded_total=refund.refunded_total,

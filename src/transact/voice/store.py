@@ -26,11 +26,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.contracts import utcnow
-from transact.kernel.db import metadata
+from transact.kernel.db import metadata, upsert_insert
 
 settings = Table(
     "voice_settings",
@@ -129,8 +128,7 @@ async def _set(session: AsyncSession, tenant_id: str, **values: Any) -> None:
     """Set `values` on the tenant's settings row, made (every other setting off) if missing;
     one statement, so two first settings at once do not collide on the key."""
     values["updated_at"] = utcnow()
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(settings).values(
+    statement = upsert_insert(session, settings).values(
         tenant_id=tenant_id, **{"transcribe_calls": False, **values}
     )
     await session.execute(

@@ -5,7 +5,7 @@ service name) and reads only its own. The kernel's own tables are the
 transactional outbox and the handlers' inbox.
 """
 
-from transact.kernel.db.database import Database, first_row, metadata
+from transact.kernel.db.database import Database, first_row, metadata, upsert_insert
 from transact.kernel.db.inbox import first_time, handle_once
 from transact.kernel.db.outbox import OutboxRelay, add_to_outbox
 
@@ -17,4 +17,5 @@ __all__ = [
     "first_time",
     "handle_once",
     "metadata",
+    "upsert_insert",
 ]

@@ -10,7 +10,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, Row, Select, event, text
+from sqlalchemy import MetaData, Row, Select, Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -277,6 +278,13 @@ async def _close_quietly(connection: AsyncConnection) -> None:
 def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+
+
+def upsert_insert(session: AsyncSession, table: Table) -> Any:
+    """An INSERT into `table` in the session's own dialect, the one whose statement has
+    `on_conflict_do_nothing` / `on_conflict_do_update` (PostgreSQL and SQLite alike)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 async def first_row(

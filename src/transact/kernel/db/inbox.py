@@ -10,11 +10,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy import Column, DateTime, String, Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from transact.contracts import Message, utcnow
-from transact.kernel.db.database import Database, metadata
+from transact.kernel.db.database import Database, metadata, upsert_insert
 
 inbox = Table(
     "kernel_inbox",
@@ -29,10 +28,8 @@ M = TypeVar("M", bound=Message)
 
 async def first_time(session: AsyncSession, consumer: str, message_id: str) -> bool:
     """Record that `consumer` handled `message_id`; False when it already had."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
-        insert(inbox)
+        upsert_insert(session, inbox)
         .values(consumer=consumer, message_id=message_id, processed_at=utcnow())
         .on_conflict_do_nothing(index_elements=["consumer", "message_id"])
     )
