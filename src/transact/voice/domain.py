@@ -177,10 +177,15 @@ def after_answer(text: str) -> str:
     return keys_from_speech(text[match.end() :]) if match else ""
 
 
+def field_label(field_name: str | None) -> str:
+    """How the agent's labels name a field ("card number")."""
+    return FIELD_LABELS.get(field_name or "", "card details")
+
+
 def capture_transcript(field_name: str | None, keys: str) -> str:
     """What the agent reads of an utterance during a capture: a label, never its digits."""
     digits = sum(key.isdigit() for key in keys)
-    what = FIELD_LABELS.get(field_name or "", "card details")
+    what = field_label(field_name)
     parts: list[str] = []
     if keys.startswith("*"):
         parts.append(f"[{what}: started again]")

@@ -463,8 +463,8 @@ class Voice:
             # and after a second refusal that the keypad works too.
             phrases = domain.refusal_phrases(name, reason, view.refusals.get(name, 0))
             if "speech_keypad" in phrases:
-                label = domain.FIELD_LABELS.get(name, "card details")
-                await self._transcript(state, capture_id, name, f"[{label}: keypad offered]")
+                label = f"[{domain.field_label(name)}: keypad offered]"
+                await self._transcript(state, capture_id, name, label)
             if phrases:
                 await self._play(state, phrases)
 

@@ -18,7 +18,14 @@ import pytest
 from tests.e2e.test_phone_payment import PASSWORD, bearer
 from tests.integration.telephony.conftest import serving
 from tests.integration.voice import deepgram_server
-from tests.integration.voice.test_voice_service import GROUPS, PAN, TENANT, Ear, listening
+from tests.integration.voice.test_voice_service import (
+    GROUPS,
+    PAN,
+    TENANT,
+    Ear,
+    deepgram_deployment,
+    listening,
+)
 from tests.leaks import database_dump
 from tests.voice_fakes import ScriptedTranscriber
 from transact import voice
@@ -213,14 +220,7 @@ async def test_the_tenants_capture_streams_with_its_own_key_not_the_deployments(
 ) -> None:
     """The deployment hears with Deepgram on its own account; the tenant chose another."""
     cloud.keys = (OWN_KEY, deepgram_server.KEY)
-    async with listening(
-        tmp_path,
-        monkeypatch,
-        ScriptedTranscriber(),
-        voice_engine="deepgram",
-        deepgram_api_key=deepgram_server.KEY,
-        deepgram_url=cloud.url,
-    ) as ear:
+    async with deepgram_deployment(tmp_path, monkeypatch, cloud) as ear:
         await ear.voice.recognizers.choose(principal(TENANT), "deepgram", OWN_KEY, "nova-3")
         await ear.say_card_to_a_stream()
         await ear.wait_for("voice.keys", 4)

@@ -197,6 +197,21 @@ async def listening(
         yield the_ear
 
 
+def deepgram_deployment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: deepgram_server.ListenServer
+) -> contextlib.AbstractAsyncContextManager[Ear]:
+    """Voice with `TRANSACT_VOICE_ENGINE=deepgram` on the deployment's account, streaming
+    to `server`."""
+    return listening(
+        tmp_path,
+        monkeypatch,
+        ScriptedTranscriber(),
+        voice_engine="deepgram",
+        deepgram_api_key=deepgram_server.KEY,
+        deepgram_url=server.url,
+    )
+
+
 async def test_a_cloud_recognizer_hears_a_capture_over_its_own_protocol(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,14 +219,7 @@ async def test_a_cloud_recognizer_hears_a_capture_over_its_own_protocol(
     speaks Deepgram's live audio protocol, one scripted answer a second of audio."""
     script = [[group] for group in GROUPS]
     with deepgram_server.listen_server(deepgram_server.ListenServer(script=script)) as server:
-        async with listening(
-            tmp_path,
-            monkeypatch,
-            ScriptedTranscriber(),
-            voice_engine="deepgram",
-            deepgram_api_key=deepgram_server.KEY,
-            deepgram_url=server.url,
-        ) as cloud:
+        async with deepgram_deployment(tmp_path, monkeypatch, server) as cloud:
             await cloud.say_card_to_a_stream()
             keys = await cloud.wait_for("voice.keys", 4)
             assert cloud.keys() == PAN
